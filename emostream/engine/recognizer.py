@@ -1,0 +1,138 @@
+"""One utterance in, one emotion out: SEC, ASR -> TEC, fusion, each timed.
+
+This is the engine's public entry point (``emostream classify`` and the live pipeline use it).
+Models load once; every method is safe to call from several threads (torch, CTranslate2 and
+ONNX Runtime release the GIL), which is what lets the pipeline run both branches concurrently.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emostream.engine.asr import ASRConfig, SpeechRecognizer, Transcript, bundled_asr_dir
+from emostream.engine.bundle import Bundle
+from emostream.engine.fusion import FusionClassifier, FusionConfig
+from emostream.engine.sec import SECModel, whisper_sec
+from emostream.engine.text import TextEncoder, TextHead
+from emostream.labels import LABELS
+from emostream.streaming.audio import validate_waveform
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmotionResult:
+    label: str
+    confidence: float
+    probs: dict[str, float]
+    valence: float
+    arousal: float
+    transcript: str
+    asr_confidence: float
+    timings_ms: dict[str, float]
+    model_ids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SECOutput:
+    embedding: np.ndarray
+    logits: np.ndarray
+
+
+@dataclass(frozen=True)
+class TECOutput:
+    embedding: np.ndarray
+    logits: np.ndarray
+    has_text: bool
+
+
+def load_sec(bundle: Bundle) -> SECModel:
+    """The Whisper SEC: frozen lower layers from the bundled tiny.en, our fine-tuned top + head."""
+    model = whisper_sec(str(bundled_asr_dir()))
+    missing, unexpected = model.load_state_dict(bundle.part("sec"), strict=False)
+    if unexpected:
+        raise RuntimeError(f"SEC weights in the bundle do not fit the model: {unexpected[:3]}")
+    needed = [k for k in missing if k.startswith("head.")]
+    if needed:
+        raise RuntimeError(f"SEC head weights missing from the bundle: {needed[:3]}")
+    return model.eval()
+
+
+class Recognizer:
+    def __init__(self, bundle: Bundle | str | Path | None = None, asr: ASRConfig | None = None,
+                 torch_threads: int | None = None) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        m = self.bundle.manifest
+        self.sec_model = load_sec(self.bundle)
+        self.asr = SpeechRecognizer(asr)
+        self.text_encoder = TextEncoder()
+        self.text_encoder.load_tuned(self.bundle.part("text"))
+        self.text_head = TextHead(self.text_encoder.dim)
+        self.text_head.load_state_dict(self.bundle.part("text_head"))
+        self.text_head.eval()
+        self.fusion = FusionClassifier(FusionConfig(**m["fusion"]["config"]))
+        self.fusion.load_state_dict(self.bundle.part("fusion"))
+        self.fusion.eval()
+        self.model_ids = {"emostream": self.bundle.model_id, "asr": self.asr.model_id,
+                          "sec": m["sec"]["model_id"], "text": m["text"]["model_id"]}
+
+    # --- stages (each usable alone) -------------------------------------------------------------
+    def sec(self, waveform: np.ndarray) -> SECOutput:
+        with torch.inference_mode():
+            emb, logits = self.sec_model(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None])
+        return SECOutput(emb[0].numpy(), logits[0].numpy())
+
+    def transcribe(self, waveform: np.ndarray) -> Transcript:
+        return self.asr.transcribe(waveform)
+
+    def text(self, transcript: str) -> TECOutput:
+        if not transcript.strip():
+            return TECOutput(np.zeros(self.text_encoder.dim, np.float32), np.zeros(len(LABELS), np.float32), False)
+        with torch.inference_mode():
+            _, emb = self.text_encoder(self.text_encoder.tokenize([transcript]))
+            logits = self.text_head(emb)
+        return TECOutput(emb[0].numpy(), logits[0].numpy(), True)
+
+    def fuse(self, sec: SECOutput, tec: TECOutput, asr_confidence: float) -> tuple[np.ndarray, float, float]:
+        t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))[None]  # noqa: E731
+        with torch.inference_mode():
+            logits, va = self.fusion(t(sec.embedding), t(sec.logits), t(tec.embedding), t(tec.logits),
+                                     t([asr_confidence if tec.has_text else 0.0]), t([float(tec.has_text)]))
+        probs = torch.softmax(logits[0], dim=-1).numpy()
+        return probs, float(va[0, 0]), float(va[0, 1])
+
+    # --- whole utterance ------------------------------------------------------------------------
+    def classify(self, waveform: np.ndarray) -> EmotionResult:
+        """16 kHz mono float32 -> EmotionResult. Raises AudioError for unusable audio."""
+        waveform = validate_waveform(np.asarray(waveform, dtype=np.float32))
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        sec = self.sec(waveform)
+        t1 = time.perf_counter()
+        transcript = self.transcribe(waveform)
+        t2 = time.perf_counter()
+        tec = self.text(transcript.text)
+        t3 = time.perf_counter()
+        probs, valence, arousal = self.fuse(sec, tec, transcript.confidence)
+        t4 = time.perf_counter()
+        timings.update(sec=(t1 - t0) * 1e3, asr=(t2 - t1) * 1e3, text=(t3 - t2) * 1e3, fusion=(t4 - t3) * 1e3)
+        return self.result(probs, valence, arousal, transcript, timings)
+
+    def result(self, probs: np.ndarray, valence: float, arousal: float, transcript: Transcript,
+               timings: dict[str, float]) -> EmotionResult:
+        best = int(np.argmax(probs))
+        return EmotionResult(
+            label=LABELS[best], confidence=float(probs[best]),
+            probs={name: float(p) for name, p in zip(LABELS, probs)},
+            valence=valence, arousal=arousal, transcript=transcript.text,
+            asr_confidence=transcript.confidence,
+            timings_ms={k: round(v, 2) for k, v in timings.items()}, model_ids=dict(self.model_ids),
+        )

@@ -1,0 +1,107 @@
+"""SEC branch: 16 kHz waveform -> speech-emotion embedding (how it was said).
+
+Two encoders share one pooling head (``SECHead``) so the report compares representations only:
+- ``WhisperSEC`` (shipped): log-mel -> Whisper tiny.en encoder initialised from the bundled
+  CTranslate2 weights, top layers fine-tuned -> softmax-weighted sum of every layer's states ->
+  mean + std over the speech frames.
+- ``CompactSEC``: log-mel -> a small conv net trained from scratch -> the same head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from emostream.engine.logmel import LogMel
+from emostream.engine.whisper_encoder import WhisperEncoderStack
+
+SPEECH_FLOOR = 0.75  # log-mel units (x4 decades): frames more than 30 dB under the peak are not speech
+
+
+@dataclass(frozen=True)
+class SECHeadConfig:
+    dim: int = 384
+    num_states: int = 5
+    dropout: float = 0.2
+    num_labels: int = 7
+
+    @property
+    def embed_dim(self) -> int:
+        return 2 * self.dim
+
+
+def speech_frame_mask(mel: torch.Tensor, frames: int) -> torch.Tensor:
+    """(batch, 80, T) log-mel -> (batch, frames) True where a frame is within 30 dB of the peak."""
+    # Same geometry as the encoder's stride-2 conv (kernel 3, padding 1), so lengths always agree.
+    energy = F.avg_pool1d(mel.mean(dim=1, keepdim=True), 3, stride=2, padding=1, count_include_pad=False)
+    energy = energy.squeeze(1)[:, :frames]
+    return energy > energy.amax(dim=1, keepdim=True) - SPEECH_FLOOR
+
+
+def masked_stats(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(batch, frames, dim), (batch, frames) -> (batch, 2*dim) mean and std over masked frames."""
+    m = mask.unsqueeze(-1).to(x.dtype)
+    n = m.sum(dim=1).clamp(min=1.0)
+    mean = (x * m).sum(dim=1) / n
+    var = (((x - mean.unsqueeze(1)) ** 2) * m).sum(dim=1) / n
+    return torch.cat([mean, torch.sqrt(var + 1e-5)], dim=-1)
+
+
+class SECHead(nn.Module):
+    """Layer states (states, batch, frames, dim) + speech mask -> embedding; embedding -> logits."""
+
+    def __init__(self, cfg: SECHeadConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layer_logits = nn.Parameter(torch.zeros(cfg.num_states))
+        self.norm = nn.LayerNorm(cfg.dim, elementwise_affine=False)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.classify = nn.Linear(cfg.embed_dim, cfg.num_labels)
+
+    def embedding(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        w = torch.softmax(self.layer_logits, dim=0).view(-1, 1, 1, 1)
+        return masked_stats((w * self.norm(states)).sum(dim=0), mask)
+
+    def logits(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.dropout(emb))
+
+
+class SECModel(nn.Module):
+    """waveform (batch, samples) -> (embedding, logits). Exported to ONNX as one graph."""
+
+    def __init__(self, encoder: nn.Module, head: SECHead) -> None:
+        super().__init__()
+        self.logmel = LogMel()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mel = self.logmel(waveform)
+        states = self.encoder(mel)
+        emb = self.head.embedding(states, speech_frame_mask(mel, states.shape[2]))
+        return emb, self.head.logits(emb)
+
+
+class CompactConvEncoder(nn.Module):
+    """From-scratch alternative: log-mel (batch, 80, T) -> (1, batch, ceil(T/2), dim)."""
+
+    def __init__(self, dim: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv1d(80, dim, 5, padding=2), nn.BatchNorm1d(dim), nn.GELU(),
+            nn.Conv1d(dim, dim, 3, stride=2, padding=1), nn.BatchNorm1d(dim), nn.GELU(),
+            nn.Conv1d(dim, dim, 3, padding=2, dilation=2), nn.BatchNorm1d(dim), nn.GELU(),
+            nn.Conv1d(dim, dim, 3, padding=4, dilation=4), nn.BatchNorm1d(dim), nn.GELU(),
+        )
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.net(mel).transpose(1, 2).unsqueeze(0)
+
+
+def whisper_sec(asr_model_dir: str) -> SECModel:
+    """The shipped architecture, initialised from the CTranslate2 Whisper weights (head untrained)."""
+    encoder = WhisperEncoderStack.from_ct2(asr_model_dir)
+    return SECModel(encoder, SECHead(SECHeadConfig(dim=encoder.config.d_model, num_states=encoder.num_states)))

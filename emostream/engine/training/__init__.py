@@ -1,0 +1,1 @@
+"""Training and evaluation. Never imported by the inference path."""

