@@ -11,6 +11,11 @@ from emostream.engine.asr import ASRConfig
 from emostream.streaming.audio import AudioError, load_audio
 
 
+def sample_files() -> list[str]:
+    """The demo clips shipped in the package (espeak-ng speech, see tools/make_samples.py)."""
+    return sorted(str(p) for p in (Path(__file__).resolve().parents[1] / "samples").glob("*.wav"))
+
+
 def result_record(path: str, result) -> dict:
     record = {"file": path, **asdict(result)}
     record["timings_ms"] = {k: record["timings_ms"][k] for k in ("sec", "asr", "text", "fusion")}

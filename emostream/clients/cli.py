@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 EXAMPLES = """examples:
+  emostream classify --sample --format table    the two shipped demo clips
   emostream classify speech.wav                 one JSON line per file
   emostream classify a.flac b.mp3 --format table
   emostream train --out runs/mine               retrain the default model (needs ../shared/data)
@@ -21,9 +22,13 @@ def _threads() -> int:
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
-    from emostream.clients.classify import classify_files
+    from emostream.clients.classify import classify_files, sample_files
 
-    return classify_files(args.files, fmt=args.format, model=args.model, asr_model=args.asr_model,
+    files = list(args.files) + (sample_files() if args.sample else [])
+    if not files:
+        print("emostream classify: give one or more FILEs, or --sample for the bundled demo clips", file=sys.stderr)
+        return 2
+    return classify_files(files, fmt=args.format, model=args.model, asr_model=args.asr_model,
                           device=args.device, threads=args.threads)
 
 
@@ -33,12 +38,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from emostream.engine.training.train import TrainConfig, run_training
 
     torch.set_num_threads(args.threads)
+    from emostream.engine.training.sec_train import SECTrainConfig
+
     cfg = TrainConfig(out=Path(args.out), cache=Path(args.cache), seed=args.seed,
-                      compare_compact=not args.no_compact)
+                      compare_compact=not args.no_compact, sec=SECTrainConfig(head=args.sec_head))
     report = run_training(cfg)
     p = report["perspectives"]
-    print(f"SEC (b) Whisper fine-tuned, RAVDESS UA {report['sec']['whisper_finetuned_b']['ua_mean']:.3f} "
-          f"± {report['sec']['whisper_finetuned_b']['ua_std']:.3f}")
+    print(f"SEC (b) Whisper, {report['sec']['whisper_b']['variant']}: RAVDESS UA {report['sec']['whisper_b']['ua_mean']:.3f} "
+          f"± {report['sec']['whisper_b']['ua_std']:.3f}")
     if report["sec"]["compact_scratch_a"]:
         a = report["sec"]["compact_scratch_a"]
         print(f"SEC (a) compact from scratch, RAVDESS UA {a['ua_mean']:.3f} ± {a['ua_std']:.3f}")
@@ -63,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "rate or channel count (resampled to 16 kHz mono). Files that cannot be used get a "
                                    "one-line error on stderr; the others are still classified and the exit status is "
                                    "1 if any failed.")
-    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, flac, ogg, mp3, ...)")
+    p.add_argument("files", nargs="*", metavar="FILE", help="audio files (wav, flac, ogg, mp3, ...)")
+    p.add_argument("--sample", action="store_true", help="also classify the demo clips shipped with emostream")
     p.add_argument("--format", choices=("jsonl", "table"), default="jsonl",
                    help="jsonl: one JSON object per line (default); table: a readable table")
     p.add_argument("--model", default=None, help="emostream bundle (stem, .json or directory); default: the shipped model")
@@ -80,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/default", help="output directory for the bundle and report.json")
     p.add_argument("--cache", default=".cache/train", help="feature/stage cache directory")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sec-head", choices=("pooling", "probe"), default="pooling",
+                   help="pooling: fine-tune Whisper layers 2-3 with a weighted-layer pooling head (default, shipped); "
+                        "probe: frozen encoder + logistic-regression probe on every layer (faster)")
     p.add_argument("--no-compact", action="store_true", help="skip the from-scratch SEC comparison (a)")
     p.add_argument("--threads", type=int, default=_threads())
     p.set_defaults(func=_cmd_train)
@@ -90,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1") if args.command != "classify" or not args.asr_model else None
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one INFO line per clip otherwise
+    if not getattr(args, "asr_model", None):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # bundled models only: never reach for a hub
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -54,7 +54,7 @@ class TECOutput:
 
 def load_sec(bundle: Bundle) -> SECModel:
     """The Whisper SEC: frozen lower layers from the bundled tiny.en, our fine-tuned top + head."""
-    model = whisper_sec(str(bundled_asr_dir()))
+    model = whisper_sec(str(bundled_asr_dir()), bundle.manifest["sec"].get("head", "pooling"))
     missing, unexpected = model.load_state_dict(bundle.part("sec"), strict=False)
     if unexpected:
         raise RuntimeError(f"SEC weights in the bundle do not fit the model: {unexpected[:3]}")

@@ -69,6 +69,28 @@ class SECHead(nn.Module):
         return self.classify(self.dropout(emb))
 
 
+class ProbeHead(nn.Module):
+    """Frozen-encoder probe: per-layer mean+std, concatenated, standardised -> linear.
+
+    Fitted as an L2 logistic regression (scikit-learn) and copied in, so it exports like any module.
+    """
+
+    def __init__(self, cfg: SECHeadConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        dim = cfg.num_states * cfg.embed_dim
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        self.classify = nn.Linear(dim, cfg.num_labels)
+
+    def embedding(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        stats = [masked_stats(states[i], mask) for i in range(states.shape[0])]
+        return (torch.cat(stats, dim=-1) - self.mean) / self.scale
+
+    def logits(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.classify(emb)
+
+
 class SECModel(nn.Module):
     """waveform (batch, samples) -> (embedding, logits). Exported to ONNX as one graph."""
 
@@ -101,7 +123,11 @@ class CompactConvEncoder(nn.Module):
         return self.net(mel).transpose(1, 2).unsqueeze(0)
 
 
-def whisper_sec(asr_model_dir: str) -> SECModel:
-    """The shipped architecture, initialised from the CTranslate2 Whisper weights (head untrained)."""
+HEADS = {"pooling": SECHead, "probe": ProbeHead}
+
+
+def whisper_sec(asr_model_dir: str, head: str = "pooling") -> SECModel:
+    """The Whisper SEC initialised from the CTranslate2 weights, with an untrained head of kind ``head``."""
     encoder = WhisperEncoderStack.from_ct2(asr_model_dir)
-    return SECModel(encoder, SECHead(SECHeadConfig(dim=encoder.config.d_model, num_states=encoder.num_states)))
+    cfg = SECHeadConfig(dim=encoder.config.d_model, num_states=encoder.num_states)
+    return SECModel(encoder, HEADS[head](cfg))

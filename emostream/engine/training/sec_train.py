@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from emostream.engine.logmel import LogMel
-from emostream.engine.sec import CompactConvEncoder, SECHead, SECHeadConfig, SECModel, speech_frame_mask
+from emostream.engine.sec import (CompactConvEncoder, ProbeHead, SECHead, SECHeadConfig, SECModel,
+                                  speech_frame_mask)
 from emostream.engine.whisper_encoder import WhisperEncoderStack
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SECTrainConfig:
+    head: str = "pooling"  # "pooling": fine-tune layers tuned_from.. + pooling head; "probe": frozen + LR probe
+    probe_c: float = 0.003  # inverse L2 strength of the probe's logistic regression
     tuned_from: int = 2  # fine-tune Whisper layers 2..3 (+ final layer norm); 0-1 and convs stay frozen
     epochs: int = 5
     batch_size: int = 16
@@ -191,3 +194,21 @@ def predict_compact_sec(model: SECModel, mels: list[torch.Tensor]) -> np.ndarray
             emb = model.head.embedding(states, speech_frame_mask(m[None], states.shape[2]))
             out.append(model.head.logits(emb)[0].numpy())
     return np.stack(out)
+
+
+def fit_probe(items: list[LowStates], labels: np.ndarray, c: float, seed: int = 0) -> ProbeHead:
+    """Frozen-encoder probe: standardised per-layer stats -> L2 logistic regression (scikit-learn)."""
+    from sklearn.linear_model import LogisticRegression
+
+    depth, _, dim = items[0].states.shape
+    head = ProbeHead(SECHeadConfig(dim=dim, num_states=depth))
+    with torch.no_grad():
+        feats = torch.cat([head.embedding(i.states.float()[:, None], i.mask[None]) for i in items]).numpy()
+    mean, scale = feats.mean(axis=0), feats.std(axis=0) + 1e-6
+    clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit((feats - mean) / scale, labels)
+    with torch.no_grad():
+        head.mean.copy_(torch.from_numpy(mean))
+        head.scale.copy_(torch.from_numpy(scale))
+        head.classify.weight.copy_(torch.from_numpy(clf.coef_.astype(np.float32)))
+        head.classify.bias.copy_(torch.from_numpy(clf.intercept_.astype(np.float32)))
+    return head.eval()

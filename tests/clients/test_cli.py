@@ -1,0 +1,46 @@
+"""``emostream classify`` as a user runs it: a real subprocess, real files, good and bad mixed."""
+
+import json
+import subprocess
+import sys
+
+from emostream.labels import LABELS
+
+FIELDS = {"file", "label", "confidence", "probs", "valence", "arousal", "transcript", "timings_ms"}
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "emostream.clients.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_classify_mixed_files_keeps_going_and_fails_at_the_end(audio_dir):
+    good = ["happy.wav", "sad_stereo_44k.flac", "clipped.wav"]
+    bad = ["corrupt.wav", "empty.wav", "silence.wav", "nan.wav", "too_long.wav", "missing.wav"]
+    files = [audio_dir / n for n in (bad[:2] + good[:1] + bad[2:] + good[1:])]
+    proc = run("classify", *files, "--threads", "2")
+    assert proc.returncode == 1
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["file"].split("/")[-1] for r in records] == [good[0], good[1], good[2]]
+    for r in records:
+        assert FIELDS <= set(r)
+        assert set(r["probs"]) == set(LABELS)
+        assert set(r["timings_ms"]) == {"sec", "asr", "text", "fusion"}
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("emostream: ") and ".wav:" in line]
+    assert len(errors) == len(bad)
+    assert "Traceback" not in proc.stderr
+    assert "6 of 9 file(s) could not be classified" in proc.stderr
+
+
+def test_classify_sample_table():
+    proc = run("classify", "--sample", "--format", "table", "--threads", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "happy_news.wav" in proc.stdout and "angry_complaint.wav" in proc.stdout
+
+
+def test_help_explains_commands():
+    proc = run("--help")
+    assert proc.returncode == 0
+    assert "classify" in proc.stdout and "train" in proc.stdout
+    proc = run("classify", "--help")
+    assert "--format" in proc.stdout and "resampled" in proc.stdout

@@ -1,0 +1,68 @@
+"""Training pieces on real data: corpora parsing, folds, determinism of a tiny SEC run."""
+
+import numpy as np
+import pytest
+import torch
+
+from emostream.engine.asr import bundled_asr_dir
+from emostream.engine.training.corpora import actor_folds, meld_lines, ravdess_clips
+from emostream.engine.training.metrics import scores
+from emostream.engine.training.sec_train import (SECTrainConfig, compute_low_states, log_mels, predict_whisper_sec,
+                                                 train_whisper_sec)
+from emostream.engine.training.union import ravdess_waveforms
+from emostream.engine.whisper_encoder import WhisperEncoderStack
+
+
+def test_folds_are_speaker_independent():
+    folds = actor_folds(5)
+    flat = [a for f in folds for a in f]
+    assert sorted(flat) == list(range(1, 21)) and len(set(flat)) == 20
+
+
+def test_scores():
+    s = scores(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]))
+    assert s["wa"] == 0.75 and s["ua"] == 0.75
+
+
+@pytest.mark.needs_data
+def test_corpora_parse():
+    clips = ravdess_clips()
+    assert len(clips) == 1200 and {c.actor for c in clips} == set(range(1, 21))
+    assert {c.label for c in clips} == {"neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised"}
+    test = meld_lines("test")
+    assert len(test) == 2610 and all(line.text for line in test)
+
+
+@pytest.mark.needs_data
+def test_tiny_sec_training_is_deterministic():
+    clips = [c for c in ravdess_clips() if c.actor in (1, 2) and c.statement == 1][:12]
+    labels = np.array([c.label_index for c in clips])
+    cfg = SECTrainConfig(epochs=1, batch_size=4)
+    base = WhisperEncoderStack.from_ct2(bundled_asr_dir())
+    low = [compute_low_states(base, log_mels(ravdess_waveforms(clips), "mel"), cfg.tuned_from, "low")]
+    runs = []
+    for _ in range(2):
+        enc, head = train_whisper_sec(str(bundled_asr_dir()), low, labels, cfg)
+        runs.append(predict_whisper_sec(enc, head, low[0][:3], cfg.tuned_from))
+    for a, b in zip(*runs):
+        assert np.array_equal(a, b)
+    assert torch.get_num_threads() >= 1
+
+
+def test_cached_training_path_equals_inference_path(speech):
+    """Fold metrics are computed from cached lower states; they must equal what classify computes."""
+    from emostream.engine.bundle import Bundle
+    from emostream.engine.recognizer import load_sec
+
+    model = load_sec(Bundle.load())
+    tuned_from = Bundle.load().manifest["sec"]["tuned_from"]
+    base = WhisperEncoderStack.from_ct2(bundled_asr_dir())
+    waves = list(speech.values())
+    low = compute_low_states(base, log_mels(waves, "mel"), tuned_from, "low")
+    emb, logits = predict_whisper_sec(model.encoder, model.head, low, tuned_from)
+    for i, wave in enumerate(waves):
+        with torch.no_grad():
+            e, l = model(torch.from_numpy(wave)[None])
+        # the cache stores lower states in fp16, so allow fp16-sized differences
+        np.testing.assert_allclose(logits[i], l[0].numpy(), atol=0.05)
+        assert int(np.argmax(logits[i])) == int(l[0].argmax())
