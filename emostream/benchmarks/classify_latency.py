@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emostream.engine.asr import ASRConfig
 from emostream.engine.onnx_export import OnnxSEC, export_sec_onnx
 from emostream.engine.recognizer import Recognizer
 from emostream.engine.training.speech_synth import Voice, speak
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("runs/bench/classify_latency.json"))
     args = parser.parse_args(argv)
 
-    rec = Recognizer(torch_threads=args.threads)
+    rec = Recognizer(asr=ASRConfig(cpu_threads=args.threads), torch_threads=args.threads)
     clip = three_second_clip()
     stages: dict[str, list[float]] = {"sec": [], "asr": [], "text": [], "fusion": [], "total": []}
     for i in range(args.warmup + args.runs):

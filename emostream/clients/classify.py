@@ -59,7 +59,9 @@ def _print_table(records: list[dict]) -> None:
     from rich.table import Table
 
     table = Table(title="emostream classify")
-    for col in ("file", "label", "conf", "valence", "arousal", "transcript", "ms (sec/asr/text/fusion)"):
+    table.add_column("file", no_wrap=True)
+    table.add_column("label", no_wrap=True)
+    for col in ("conf", "valence", "arousal", "transcript", "ms sec/asr/text/fusion"):
         table.add_column(col, overflow="fold")
     for r in records:
         t = r["timings_ms"]

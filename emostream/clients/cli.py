@@ -88,9 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/default", help="output directory for the bundle and report.json")
     p.add_argument("--cache", default=".cache/train", help="feature/stage cache directory")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sec-head", choices=("pooling", "probe"), default="pooling",
-                   help="pooling: fine-tune Whisper layers 2-3 with a weighted-layer pooling head (default, shipped); "
-                        "probe: frozen encoder + logistic-regression probe on every layer (faster)")
+    p.add_argument("--sec-head", choices=("probe", "pooling"), default="probe",
+                   help="probe: frozen Whisper encoder + logistic-regression probe on every layer's statistics "
+                        "(default, shipped); pooling: fine-tune Whisper layers 2-3 with a weighted-layer pooling "
+                        "head (≈ 25 min more)")
     p.add_argument("--no-compact", action="store_true", help="skip the from-scratch SEC comparison (a)")
     p.add_argument("--threads", type=int, default=_threads())
     p.set_defaults(func=_cmd_train)

@@ -39,6 +39,7 @@ class TextEncoder(nn.Module):
         self.model_dir = model_dir
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         hf_logging.set_verbosity_error()  # the unused pooler weights are expected, not news
+        hf_logging.disable_progress_bar()
         self.bert = BertModel.from_pretrained(str(model_dir), add_pooling_layer=False, attn_implementation="sdpa")
         self.bert.eval()
 

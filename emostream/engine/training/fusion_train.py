@@ -14,7 +14,7 @@ from emostream.labels import LABELS, VA_PROTOTYPES
 
 @dataclass(frozen=True)
 class FusionTrainConfig:
-    epochs: int = 60
+    epochs: int = 150
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-2

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SECTrainConfig:
-    head: str = "pooling"  # "pooling": fine-tune layers tuned_from.. + pooling head; "probe": frozen + LR probe
+    head: str = "probe"  # "probe": frozen encoder + LR probe; "pooling": fine-tune layers tuned_from.. + pooling head
     probe_c: float = 0.003  # inverse L2 strength of the probe's logistic regression
     tuned_from: int = 2  # fine-tune Whisper layers 2..3 (+ final layer norm); 0-1 and convs stay frozen
     epochs: int = 5

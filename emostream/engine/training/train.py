@@ -173,8 +173,12 @@ def run_training(cfg: TrainConfig) -> dict:
     }
     report["timings_s"]["sec_folds"] = round(time.time() - t, 1)
 
-    # 5. fusion folds on the union set
+    # 5. fusion folds on the union set (inputs kept so the fusion can be studied without the branches)
     t = time.time()
+    np.savez_compressed(cfg.cache / f"fusion_inputs_{cfg.sec.head}.npz", oof_emb=oof_emb, oof_logits=oof_logits,
+                        labels=labels, actors=actors,
+                        **{f"fold{k}_{s}_{n}": a for k, fs in enumerate(fold_spoken) for s, v in fs.items()
+                           for n, a in zip(("emb", "logits"), v)})
     fcfg = FusionConfig(sec_dim=oof_emb.shape[1], text_dim=text_encoder.dim)
     table: dict[str, dict[str, list]] = {}
     fused_rav_pred = np.zeros(len(clips), int)
