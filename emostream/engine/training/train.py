@@ -107,9 +107,11 @@ def run_training(cfg: TrainConfig) -> dict:
     actors = np.array([c.actor for c in clips])
     waves = ravdess_waveforms(clips)
     rng = np.random.default_rng(cfg.seed)
-    mels = [log_mels(waves, "log-mel RAVDESS"), log_mels([augment(w, rng) for w in waves], "log-mel RAVDESS (augmented)")]
-    base = WhisperEncoderStack.from_ct2(asr_dir)
     probe = cfg.sec.head == "probe"
+    mels = [log_mels(waves, "log-mel RAVDESS")]
+    if not probe or cfg.compare_compact:  # the augmented copy trains the fine-tuned and compact encoders only
+        mels.append(log_mels([augment(w, rng) for w in waves], "log-mel RAVDESS (augmented)"))
+    base = WhisperEncoderStack.from_ct2(asr_dir)
     tuned_from = len(base.layers) if probe else cfg.sec.tuned_from  # the probe keeps every layer frozen
     low = [compute_low_states(base, m, tuned_from, "Whisper frozen layers") for m in (mels[:1] if probe else mels)]
 
