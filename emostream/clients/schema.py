@@ -1,0 +1,69 @@
+"""The wire format: JSON messages checked against the versioned JSON Schema files in ``schemas/``.
+
+The pipeline builds messages here and nowhere else, so what is published is what the schema says.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+EMOTION_SCHEMA_ID = "urn:emostream:schema:emotion:1"
+STATUS_SCHEMA_ID = "urn:emostream:schema:status:1"
+SCHEMA_VERSION = "1.0"
+EMOTION_TOPIC_PREFIX = "emotion."
+STATUS_TOPIC = "status"
+_FILES = {EMOTION_SCHEMA_ID: "emotion-1.schema.json", STATUS_SCHEMA_ID: "status-1.schema.json"}
+
+
+class MessageError(ValueError):
+    """A message that does not match its schema (or names no schema we know)."""
+
+
+@cache
+def schema(schema_id: str) -> dict[str, Any]:
+    if schema_id not in _FILES:
+        raise MessageError(f"unknown schema {schema_id!r}; this emostream knows {sorted(_FILES)}")
+    return json.loads((SCHEMA_DIR / _FILES[schema_id]).read_text())
+
+
+@cache
+def _validator(schema_id: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema(schema_id))
+
+
+def validate(message: dict[str, Any]) -> dict[str, Any]:
+    """Raise MessageError naming the first problem; return the message unchanged if valid."""
+    validator = _validator(str(message.get("schema")))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(message))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(message)"
+        raise MessageError(f"{where}: {error.message}")
+    return message
+
+
+def emotion_topic(stream_id: str) -> str:
+    return EMOTION_TOPIC_PREFIX + stream_id
+
+
+def emotion_message(utterance, result, timings_ms: dict[str, float], published_at: float) -> dict[str, Any]:
+    """Utterance (streaming.frames) + EmotionResult (engine.recognizer) -> emotion message."""
+    return {
+        "schema": EMOTION_SCHEMA_ID, "schema_version": SCHEMA_VERSION, "type": "emotion",
+        "stream_id": utterance.stream_id, "seq": utterance.seq,
+        "utterance": {"start_s": round(utterance.start_s, 3), "end_s": round(utterance.end_s, 3),
+                      "duration_s": round(utterance.duration_s, 3), "vad_closed_at": utterance.closed_wall,
+                      "forced_cut": utterance.forced_cut},
+        "label": result.label, "confidence": round(result.confidence, 5),
+        "probs": {k: round(v, 5) for k, v in result.probs.items()},
+        "valence": round(result.valence, 4), "arousal": round(result.arousal, 4),
+        "transcript": result.transcript, "asr_confidence": round(result.asr_confidence, 4),
+        "model_ids": dict(result.model_ids),
+        "timings_ms": {k: round(max(0.0, v), 2) for k, v in timings_ms.items()},
+        "published_at": published_at,
+    }

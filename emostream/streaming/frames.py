@@ -1,0 +1,44 @@
+"""The small typed values that flow down the live data path: source -> segmenter -> pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from emostream.streaming.audio import SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """A run of 16 kHz mono float32 samples; ``start`` counts samples on the stream clock."""
+
+    samples: np.ndarray
+    start: int
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.samples)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One stretch of speech cut by the VAD.
+
+    ``start_s``/``end_s`` are on the stream clock (seconds since the stream began, as counted in
+    samples, so they do not drift with scheduling). ``closed_wall`` is the epoch time the VAD closed
+    the utterance and ``closed_perf`` the same instant on ``time.perf_counter`` (for latency).
+    """
+
+    stream_id: str
+    seq: int
+    start_s: float
+    end_s: float
+    samples: np.ndarray
+    closed_wall: float
+    closed_perf: float
+    forced_cut: bool = False
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE

@@ -1,0 +1,156 @@
+"""Cut a 16 kHz stream into utterances with webrtcvad.
+
+Idle: the last ``pre_roll_ms`` of frames sit in a ring. An utterance opens when at least
+``start_ratio`` of the frames in the last ``start_ms`` are voiced; the ring becomes its head, so
+onsets are not clipped. It closes after ``end_silence_ms`` of unvoiced frames (the trailing
+silence stays: ASR likes a little tail), or is force-cut at ``max_utterance_s`` and a new one
+continues straight on. Utterances with less than ``min_speech_ms`` of voiced frames are dropped
+and counted. Frames quieter than ``energy_floor_dbfs`` count as unvoiced whatever the VAD says:
+webrtcvad alone fires on faint hum.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import webrtcvad
+
+from emostream.streaming.audio import SAMPLE_RATE
+from emostream.streaming.frames import AudioChunk, Utterance
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    frame_ms: int = 30
+    aggressiveness: int = 2
+    pre_roll_ms: int = 300
+    start_ms: int = 150
+    start_ratio: float = 0.8
+    end_silence_ms: int = 300
+    min_speech_ms: int = 200
+    max_utterance_s: float = 15.0
+    energy_floor_dbfs: float = -50.0
+
+    def __post_init__(self) -> None:
+        if self.frame_ms not in (10, 20, 30):
+            raise ValueError(f"frame_ms must be 10, 20 or 30 (webrtcvad), got {self.frame_ms}")
+        if self.aggressiveness not in (0, 1, 2, 3):
+            raise ValueError(f"VAD aggressiveness must be 0-3, got {self.aggressiveness}")
+        if not 0 < self.start_ratio <= 1:
+            raise ValueError(f"start_ratio must be in (0, 1], got {self.start_ratio}")
+        if self.end_silence_ms < self.frame_ms:
+            raise ValueError(f"end_silence_ms must be at least one frame ({self.frame_ms} ms), got {self.end_silence_ms}")
+        if self.start_ms < self.frame_ms or self.pre_roll_ms < 0:
+            raise ValueError("start_ms must be at least one frame and pre_roll_ms non-negative")
+        if not 0.5 <= self.max_utterance_s <= 30:
+            raise ValueError(f"max_utterance_s must be within 0.5-30 s (the models take at most 30 s), "
+                             f"got {self.max_utterance_s}")
+
+    @property
+    def frame_samples(self) -> int:
+        return SAMPLE_RATE * self.frame_ms // 1000
+
+
+class Segmenter:
+    """Feed chunks in any sizes; get finished utterances back. One instance per stream."""
+
+    def __init__(self, stream_id: str, config: SegmenterConfig | None = None) -> None:
+        self.stream_id = stream_id
+        self.config = config or SegmenterConfig()
+        c = self.config
+        self._vad = webrtcvad.Vad(c.aggressiveness)
+        self._n = c.frame_samples
+        self._start_frames = max(1, c.start_ms // c.frame_ms)
+        self._ring: deque[tuple[np.ndarray, bool]] = deque(
+            maxlen=max(self._start_frames, (c.pre_roll_ms + c.start_ms) // c.frame_ms))
+        self._end_frames = max(1, c.end_silence_ms // c.frame_ms)
+        self._max_frames = int(c.max_utterance_s * 1000 // c.frame_ms)
+        self._floor = 10 ** (c.energy_floor_dbfs / 20)
+        self._pending = np.zeros(0, np.float32)
+        self._pos = 0  # stream-clock sample index of the next frame
+        self._active: list[np.ndarray] | None = None
+        self._active_start = 0
+        self._voiced = 0
+        self._silence_run = 0
+        self.seq = 0
+        self.stats = {"utterances": 0, "too_short": 0, "forced_cuts": 0}
+
+    @property
+    def in_speech(self) -> bool:
+        return self._active is not None
+
+    def _is_voiced(self, frame: np.ndarray) -> bool:
+        if float(np.sqrt(np.mean(frame * frame))) < self._floor:
+            return False
+        pcm = (np.clip(frame, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        return self._vad.is_speech(pcm, SAMPLE_RATE)
+
+    def feed(self, chunk: AudioChunk | np.ndarray) -> list[Utterance]:
+        samples = chunk.samples if isinstance(chunk, AudioChunk) else np.asarray(chunk, np.float32)
+        buf = np.concatenate([self._pending, samples]) if self._pending.size else samples
+        out: list[Utterance] = []
+        whole = len(buf) - len(buf) % self._n
+        for i in range(0, whole, self._n):
+            utt = self._step(buf[i:i + self._n])
+            if utt is not None:
+                out.append(utt)
+        self._pending = np.array(buf[whole:], dtype=np.float32)
+        return out
+
+    def flush(self) -> list[Utterance]:
+        """End of stream: close the utterance in progress (the partial last frame is kept)."""
+        if self._active is None:
+            return []
+        if self._pending.size:
+            self._active.append(self._pending)
+            self._pos += self._pending.size
+            self._pending = np.zeros(0, np.float32)
+        utt = self._close(forced=False)
+        return [utt] if utt is not None else []
+
+    def _step(self, frame: np.ndarray) -> Utterance | None:
+        voiced = self._is_voiced(frame)
+        frame_start = self._pos
+        self._pos += self._n
+        if self._active is None:
+            self._ring.append((frame, voiced))
+            recent = list(self._ring)[-self._start_frames:]
+            if len(recent) == self._start_frames and sum(v for _, v in recent) >= self.config.start_ratio * len(recent):
+                self._active = [f for f, _ in self._ring]
+                self._active_start = frame_start + self._n - sum(len(f) for f in self._active)
+                self._voiced = sum(v for _, v in self._ring)
+                self._silence_run = 0
+                self._ring.clear()
+            return None
+        self._active.append(frame)
+        if voiced:
+            self._voiced += 1
+            self._silence_run = 0
+        else:
+            self._silence_run += 1
+        if self._silence_run >= self._end_frames:
+            return self._close(forced=False)
+        if len(self._active) >= self._max_frames:
+            utt = self._close(forced=True)
+            self._active, self._active_start, self._voiced, self._silence_run = [], self._pos, 0, 0
+            return utt
+        return None
+
+    def _close(self, forced: bool) -> Utterance | None:
+        frames, start, voiced = self._active or [], self._active_start, self._voiced
+        self._active = None
+        self._voiced = 0
+        self._silence_run = 0
+        if voiced * self.config.frame_ms < self.config.min_speech_ms:
+            self.stats["too_short"] += 1
+            return None
+        samples = np.concatenate(frames).astype(np.float32)
+        self.seq += 1
+        self.stats["utterances"] += 1
+        self.stats["forced_cuts"] += int(forced)
+        return Utterance(stream_id=self.stream_id, seq=self.seq, start_s=start / SAMPLE_RATE,
+                         end_s=(start + len(samples)) / SAMPLE_RATE, samples=samples,
+                         closed_wall=time.time(), closed_perf=time.perf_counter(), forced_cut=forced)

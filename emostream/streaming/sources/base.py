@@ -1,0 +1,48 @@
+"""What every source shares: a stream id, the stream clock, counters, and one error type."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+import numpy as np
+
+from emostream.streaming.frames import AudioChunk
+
+
+class SourceError(RuntimeError):
+    """A source that cannot start or has stopped for good; the message is one line for the user."""
+
+
+class AudioSource(ABC):
+    """Subclasses produce 16 kHz mono float32 blocks; this class numbers them on the stream clock.
+
+    ``chunks(stop)`` ends when the audio ends (file, closed pipe) or soon after ``stop`` is set,
+    and raises SourceError when the audio goes away unexpectedly (a vanished microphone).
+    """
+
+    kind = "source"
+
+    def __init__(self, stream_id: str, description: str) -> None:
+        self.stream_id = stream_id
+        self.description = description
+        self.samples_read = 0
+        self.counters: dict[str, int] = {}
+
+    @abstractmethod
+    def _blocks(self, stop: threading.Event) -> Iterator[np.ndarray]: ...
+
+    def chunks(self, stop: threading.Event) -> Iterator[AudioChunk]:
+        for block in self._blocks(stop):
+            if block.size == 0:
+                continue
+            chunk = AudioChunk(np.ascontiguousarray(block, dtype=np.float32), self.samples_read)
+            self.samples_read += block.size
+            yield chunk
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def close(self) -> None:
+        """Release the device or file; safe to call twice."""

@@ -1,0 +1,80 @@
+"""Counters and rolling latency percentiles the pipeline reports in its status heartbeat."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+
+
+class LatencyWindow:
+    """The last ``size`` samples of one stage's latency (ms); percentiles on demand."""
+
+    def __init__(self, size: int = 500) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+        self.count = 0
+
+    def add(self, value_ms: float) -> None:
+        self._values.append(float(value_ms))
+        self.count += 1
+
+    def summary(self) -> dict[str, float] | None:
+        if not self._values:
+            return None
+        v = np.fromiter(self._values, dtype=np.float64)
+        p50, p95, p99 = np.percentile(v, [50, 95, 99])
+        return {"p50": round(float(p50), 2), "p95": round(float(p95), 2), "p99": round(float(p99), 2),
+                "n": len(v)}
+
+
+class StreamStats:
+    """Per-stream counts, updated from the source and worker threads."""
+
+    FIELDS = ("utterances", "published", "dropped", "failed")
+
+    def __init__(self, stream_id: str, source: str) -> None:
+        self.stream_id = stream_id
+        self.source = source
+        self.state = "running"
+        self.error: str | None = None
+        self.counts = dict.fromkeys(self.FIELDS, 0)
+
+
+class PipelineStats:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.streams: dict[str, StreamStats] = {}
+        self.latency: dict[str, LatencyWindow] = {}
+        self._overlap_ms = 0.0
+        self._sec_ms = 0.0
+
+    def add_stream(self, stream_id: str, source: str) -> None:
+        with self.lock:
+            self.streams[stream_id] = StreamStats(stream_id, source)
+
+    def bump(self, stream_id: str, field: str, n: int = 1) -> None:
+        with self.lock:
+            self.streams[stream_id].counts[field] += n
+
+    def set_state(self, stream_id: str, state: str, error: str | None = None) -> None:
+        with self.lock:
+            self.streams[stream_id].state = state
+            if error:
+                self.streams[stream_id].error = error
+
+    def record(self, timings_ms: dict[str, float]) -> None:
+        with self.lock:
+            for stage, value in timings_ms.items():
+                self.latency.setdefault(stage, LatencyWindow()).add(value)
+            self._overlap_ms += timings_ms.get("sec_asr_overlap", 0.0)
+            self._sec_ms += timings_ms.get("sec", 0.0)
+
+    def latency_summary(self) -> dict[str, dict[str, float]]:
+        with self.lock:
+            return {k: s for k, w in self.latency.items() if (s := w.summary()) is not None}
+
+    def overlap_share(self) -> float | None:
+        """Fraction of SEC time that ran while ASR was running (1.0: SEC fully hidden under ASR)."""
+        with self.lock:
+            return round(self._overlap_ms / self._sec_ms, 4) if self._sec_ms > 0 else None
