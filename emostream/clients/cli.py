@@ -13,6 +13,11 @@ EXAMPLES = """examples:
   emostream classify --sample --format table    the two shipped demo clips
   emostream classify speech.wav                 one JSON line per file
   emostream classify a.flac b.mp3 --format table
+  emostream listen                              the default microphone, live view, results on ZeroMQ
+  emostream listen --device 2 --quiet           microphone #2 (see `emostream devices`), no display
+  emostream listen --input talk.wav --fast      segment and classify a recording as fast as possible
+  arecord -f S16_LE -r 16000 | emostream listen --input - --rate 16000
+  emostream subscribe                           print the results another emostream publishes
   emostream train --out runs/mine               retrain the default model (needs ../shared/data)
 """
 
@@ -29,7 +34,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         print("emostream classify: give one or more FILEs, or --sample for the bundled demo clips", file=sys.stderr)
         return 2
     return classify_files(files, fmt=args.format, model=args.model, asr_model=args.asr_model,
-                          device=args.device, threads=args.threads)
+                          device=args.compute, threads=args.threads)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -57,6 +62,140 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="emostream bundle (stem, .json or directory); default: the shipped model")
+    p.add_argument("--asr-model", default=None,
+                   help="faster-whisper model: a local CTranslate2 directory or a hub name (online only); "
+                        "default: bundled tiny.en")
+    p.add_argument("--compute", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the ASR runs (default: auto = CUDA when CTranslate2 sees a GPU)")
+    p.add_argument("--threads", type=int, default=_threads(), help="CPU threads for the models (default: %(default)s)")
+
+
+def _listen_parser(sub) -> None:
+    from emostream.clients.publisher import DEFAULT_ENDPOINT
+    from emostream.streaming.segmenter import SegmenterConfig
+
+    d = SegmenterConfig()
+    p = sub.add_parser(
+        "listen", help="live: segment audio into utterances, classify each, publish on ZeroMQ, show a monitor",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Listen to one or more inputs, cut them into utterances at pauses (webrtcvad), recognise each "
+                    "utterance's emotion from how it sounds (SEC) and what was said (ASR -> TEC) at the same time, "
+                    "and publish every result on ZeroMQ (topics emotion.<stream_id> and status). In a terminal a "
+                    "live view shows the current emotion, transcript, history and latency. Ctrl-C finishes the "
+                    "utterance in progress, publishes it and exits.",
+        epilog="inputs:\n  (none)             the default microphone\n"
+               "  --device 2         microphone by index or name part (repeat for several)\n"
+               "  --input talk.wav   a file (any format libsndfile reads), paced in real time unless --fast\n"
+               "  --input -          raw signed 16-bit little-endian PCM on stdin (needs --rate)\n"
+               "  --input mic:USB    a microphone, as an input\n"
+               "  --input left=a.wav name the stream (topic emotion.left); default: file stem, mic, stdin\n\n"
+               "subscribe from another process: emostream subscribe, or see README (Python client).")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="SRC", help="file, '-', or mic[:DEVICE]; repeatable")
+    p.add_argument("--device", "-d", action="append", default=[], metavar="DEV",
+                   help="input device index or name substring (see `emostream devices`); repeatable")
+    p.add_argument("--fast", action="store_true", help="read files as fast as possible instead of in real time")
+    p.add_argument("--rate", type=int, default=None, help="sample rate of stdin PCM (Hz)")
+    p.add_argument("--channels", type=int, default=1, help="channels of stdin PCM (default 1; downmixed)")
+    p.add_argument("--publish", default=DEFAULT_ENDPOINT, metavar="ENDPOINT",
+                   help="ZeroMQ endpoint to bind the PUB socket to (default %(default)s: this machine only)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no live view (headless); errors still go to stderr")
+    p.add_argument("--jsonl", metavar="FILE", default=None, help="also append every result to FILE as JSON lines")
+    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop gracefully after S seconds")
+    g = p.add_argument_group("segmentation (webrtcvad)")
+    g.add_argument("--vad-aggressiveness", type=int, default=d.aggressiveness, choices=(0, 1, 2, 3),
+                   help="0 = lets most sound through, 3 = strictest (default %(default)s)")
+    g.add_argument("--end-silence-ms", type=int, default=d.end_silence_ms,
+                   help="pause that ends an utterance (default %(default)s ms; longer = fewer, longer utterances)")
+    g.add_argument("--pre-roll-ms", type=int, default=d.pre_roll_ms,
+                   help="audio kept before the detected onset (default %(default)s ms)")
+    g.add_argument("--min-speech-ms", type=int, default=d.min_speech_ms,
+                   help="ignore bursts with less speech than this (default %(default)s ms)")
+    g.add_argument("--max-utterance-s", type=float, default=d.max_utterance_s,
+                   help="force a cut after this long without a pause (default %(default)s s)")
+    g = p.add_argument_group("pipeline")
+    g.add_argument("--max-pending", type=int, default=4,
+                   help="utterances waiting for the models before the oldest is dropped (default %(default)s)")
+    g.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")
+    g = p.add_argument_group("models")
+    _model_flags(g)
+    p.set_defaults(func=_cmd_listen)
+
+
+def _subscribe_parser(sub) -> None:
+    from emostream.clients.publisher import DEFAULT_ENDPOINT
+
+    p = sub.add_parser("subscribe", help="print the events an emostream listen publishes",
+                       description="Connect a SUB socket to a running `emostream listen` and print each event.")
+    p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="where `listen` publishes (default %(default)s)")
+    p.add_argument("--stream", action="append", default=[], metavar="ID", help="only these stream ids; repeatable")
+    p.add_argument("--status", action="store_true", help="also print status heartbeats")
+    p.add_argument("--format", choices=("text", "jsonl"), default="text", help="text lines (default) or raw JSON")
+    p.add_argument("--count", type=int, default=None, metavar="N", help="exit after N emotion events")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="exit with status 1 if no event arrives for S seconds (default: wait forever)")
+    p.set_defaults(func=_cmd_subscribe)
+
+
+def _cmd_listen(args: argparse.Namespace) -> int:
+    from emostream.clients.run_listen import run_listen
+
+    return run_listen(args)
+
+
+def _cmd_subscribe(args: argparse.Namespace) -> int:
+    from emostream.clients.sinks import event_line
+    from emostream.clients.subscriber import EmotionEvent, Subscriber
+
+    try:
+        sub = Subscriber(args.endpoint, streams=args.stream or None, status=args.status, timeout_s=args.timeout)
+    except ValueError as exc:
+        print(f"emostream subscribe: {exc}", file=sys.stderr)
+        return 2
+    seen = 0
+    with sub:
+        for event in sub:
+            if args.format == "jsonl":
+                print(json.dumps({"topic": event.topic, **event.message}, ensure_ascii=False), flush=True)
+            elif isinstance(event, EmotionEvent):
+                print(event_line(event.message), flush=True)
+            else:
+                lat = event.latency_ms.get("vad_close_to_publish")
+                print(f"[status] {event.state} up {event.uptime_s:.0f} s; " + "; ".join(
+                    f"{sid}: {st['published']}/{st['utterances']} published, {st['dropped']} dropped"
+                    for sid, st in event.streams.items())
+                    + (f"; close->publish p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms" if lat else ""), flush=True)
+            if isinstance(event, EmotionEvent):
+                seen += 1
+                if args.count is not None and seen >= args.count:
+                    return 0
+    if sub.missed:
+        print(f"emostream subscribe: missed {sum(sub.missed.values())} event(s) (seq gaps)", file=sys.stderr)
+    print(f"emostream subscribe: no event from {args.endpoint} for {args.timeout:g} s", file=sys.stderr)
+    return 1
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from emostream.streaming.sources import SourceError, list_input_devices
+
+    try:
+        devices = list_input_devices()
+    except SourceError as exc:
+        print(f"emostream devices: {exc}", file=sys.stderr)
+        return 1
+    if not devices:
+        print("no audio input devices found", file=sys.stderr)
+        return 1
+    for dev in devices:
+        if args.json:
+            print(json.dumps(dev))
+        else:
+            print(f"{'*' if dev['is_default'] else ' '} {dev['index']:>3}  {dev['name']}  "
+                  f"({dev['hostapi']}, {dev['channels']} ch, {dev['default_samplerate']:.0f} Hz)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emostream",
@@ -74,13 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", action="store_true", help="also classify the demo clips shipped with emostream")
     p.add_argument("--format", choices=("jsonl", "table"), default="jsonl",
                    help="jsonl: one JSON object per line (default); table: a readable table")
-    p.add_argument("--model", default=None, help="emostream bundle (stem, .json or directory); default: the shipped model")
-    p.add_argument("--asr-model", default=None,
-                   help="faster-whisper model: a local CTranslate2 directory or a hub name (online only); "
-                        "default: bundled tiny.en")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="ASR device (default: auto)")
-    p.add_argument("--threads", type=int, default=_threads(), help="CPU threads for the models (default: %(default)s)")
+    _model_flags(p)
     p.set_defaults(func=_cmd_classify)
+
+    _listen_parser(sub)
+    _subscribe_parser(sub)
+    p = sub.add_parser("devices", help="list audio input devices", description="List the input devices "
+                       "PortAudio sees (index, name, channels, default rate); `listen --device` takes the index "
+                       "or a unique part of the name. The default input is marked with *.")
+    p.add_argument("--json", action="store_true", help="one JSON object per device")
+    p.set_defaults(func=_cmd_devices)
 
     p = sub.add_parser("train", help="train and evaluate the default model on ../shared/data",
                        description="Train TEC on MELD, SEC on RAVDESS with speaker-independent folds, the fusion on "

@@ -1,0 +1,134 @@
+"""``emostream listen``: build sources from the user's flags, load the models once, run the pipeline.
+
+Order matters: inputs are checked first (a typo fails in milliseconds), then models load and warm
+up, and only then do microphones open, so no audio piles up while weights are read.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    kind: str  # "file" | "stdin" | "microphone"
+    target: str | None  # path, or device spec (None: the default input)
+    stream_id: str
+
+
+@dataclass
+class ListenOptions:
+    inputs: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
+    realtime: bool = True
+    rate: int | None = None
+    channels: int = 1
+    stall_timeout_s: float = 3.0
+
+
+class UsageError(ValueError):
+    """Bad flags or inputs; the message is one line for the user."""
+
+
+def _sanitize(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:64]
+    return cleaned or "stream"
+
+
+def parse_inputs(opts: ListenOptions) -> list[InputSpec]:
+    """``--input`` values: a file path, ``-`` (stdin PCM), ``mic`` or ``mic:DEVICE``; ``ID=...`` names
+    the stream. ``--device`` adds microphones. Nothing at all: the default microphone."""
+    specs: list[InputSpec] = []
+    raw = [(v, None) for v in opts.inputs] + [(None, d) for d in opts.devices]
+    if not raw:
+        raw = [(None, "default")]
+    mics = 0
+    for value, device in raw:
+        stream_id = None
+        if value is not None and "=" in value and not Path(value).exists():
+            stream_id, value = value.split("=", 1)
+            if not _ID.match(stream_id):
+                raise UsageError(f"stream id {stream_id!r} may only use letters, digits, '_', '.', '-' (max 64)")
+        if device is not None or value == "mic" or (value or "").startswith("mic:"):
+            target = device if device is not None else (value[4:] if value.startswith("mic:") else "default")
+            specs.append(InputSpec("microphone", None if target == "default" else target,
+                                   stream_id or ("mic" if mics == 0 else f"mic{mics}")))
+            mics += 1
+        elif value == "-":
+            if opts.rate is None:
+                raise UsageError("--input - reads raw s16le PCM from stdin: give its sample rate with --rate "
+                                 "(e.g. --rate 16000)")
+            specs.append(InputSpec("stdin", None, stream_id or "stdin"))
+        else:
+            path = Path(value)
+            if not path.is_file():
+                raise UsageError(f"no such file: {value} (inputs are files, '-' for stdin, or mic[:DEVICE])")
+            specs.append(InputSpec("file", str(path), stream_id or _sanitize(path.stem)))
+    ids = [s.stream_id for s in specs]
+    for i, spec in enumerate(specs):  # two files named alike: a.wav, a.wav -> a, a-2
+        if ids[:i].count(spec.stream_id):
+            specs[i] = InputSpec(spec.kind, spec.target, f"{spec.stream_id}-{ids[:i].count(spec.stream_id) + 1}")
+    if sum(s.kind == "stdin" for s in specs) > 1:
+        raise UsageError("stdin can be read by one input only")
+    return specs
+
+
+def open_source(spec: InputSpec, opts: ListenOptions):
+    from emostream.streaming.sources import FileSource, MicrophoneSource, StdinSource
+
+    if spec.kind == "file":
+        return FileSource(spec.target, spec.stream_id, realtime=opts.realtime)
+    if spec.kind == "stdin":
+        return StdinSource(spec.stream_id, rate=opts.rate, channels=opts.channels)
+    return MicrophoneSource(spec.target, spec.stream_id, stall_timeout_s=opts.stall_timeout_s)
+
+
+def warm_up(recognizer) -> None:
+    """One pass over a second of faint noise so the first real utterance is not the slow one."""
+    rng = np.random.default_rng(0)
+    wave = (0.01 * rng.standard_normal(16000)).astype(np.float32)
+    recognizer.sec(wave)
+    recognizer.text(recognizer.transcribe(wave).text or "warm up")
+
+
+class ShutdownOnSignal:
+    """First SIGINT/SIGTERM: stop gracefully (finish and publish the utterance in progress).
+    A second one aborts at once."""
+
+    def __init__(self, pipeline, announce) -> None:
+        self.pipeline = pipeline
+        self.announce = announce
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.pipeline.stopping:
+            raise KeyboardInterrupt
+        self.announce(f"{signal.Signals(signum).name}: finishing the current utterance "
+                      "(press Ctrl-C again to abort)")
+        self.pipeline.stop()
+
+    def __enter__(self) -> ShutdownOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def stderr(msg: str) -> None:
+    print(f"emostream listen: {msg}", file=sys.stderr, flush=True)

@@ -1,0 +1,147 @@
+"""The body of ``emostream listen`` (kept out of cli.py so the parser stays readable)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+
+from emostream.clients.listen import (ListenOptions, ShutdownOnSignal, UsageError, open_source, parse_inputs,
+                                      stderr, warm_up)
+
+log = logging.getLogger(__name__)
+
+
+def _summary(status: dict) -> str:
+    lat = status["latency_ms"].get("vad_close_to_publish")
+    parts = []
+    for sid, st in status["streams"].items():
+        extra = [f"{st[k]} {k.replace('_', ' ')}" for k in ("dropped", "failed") if st[k]]
+        extra += [f"{v} {k.replace('_', ' ')}" for k, v in st["source_counters"].items() if v]
+        parts.append(f"{sid}: {st['published']} of {st['utterances']} utterances published"
+                     + (f" ({', '.join(extra)})" if extra else ""))
+    if lat:
+        parts.append(f"VAD close -> publish p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms over {lat['n']}")
+    return "; ".join(parts)
+
+
+def run_listen(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from emostream.clients.publisher import Publisher, PublisherError
+    from emostream.streaming.pipeline import Pipeline, PipelineConfig
+    from emostream.streaming.segmenter import SegmenterConfig
+    from emostream.streaming.sources import SourceError, resolve_input_device
+
+    opts = ListenOptions(inputs=args.input, devices=args.device, realtime=not args.fast, rate=args.rate,
+                         channels=args.channels)
+    try:
+        specs = parse_inputs(opts)
+        config = PipelineConfig(
+            segmenter=SegmenterConfig(aggressiveness=args.vad_aggressiveness, end_silence_ms=args.end_silence_ms,
+                                      pre_roll_ms=args.pre_roll_ms, min_speech_ms=args.min_speech_ms,
+                                      max_utterance_s=args.max_utterance_s),
+            max_pending=args.max_pending, status_interval_s=args.status_interval)
+        if args.threads < 1:
+            raise UsageError(f"--threads must be at least 1, got {args.threads}")
+        if args.duration is not None and args.duration <= 0:
+            raise UsageError(f"--duration must be positive, got {args.duration}")
+    except (UsageError, ValueError) as exc:
+        stderr(str(exc))
+        return 2
+
+    sources = {}
+    try:
+        for spec in specs:  # cheap checks first: unknown device, unreadable file, bad rate
+            if spec.kind == "microphone":
+                resolve_input_device(spec.target)
+            else:
+                sources[spec.stream_id] = open_source(spec, opts)
+    except SourceError as exc:
+        stderr(str(exc))
+        for s in sources.values():
+            s.close()
+        return 2
+
+    console = Console()
+    live_view = not args.quiet and console.is_terminal
+    from emostream.engine.asr import ASRConfig
+    from emostream.engine.bundle import BundleError
+    from emostream.engine.recognizer import Recognizer
+
+    try:
+        with console.status("loading models…", spinner="dots") if live_view else _nothing():
+            recognizer = Recognizer(args.model, ASRConfig(model=args.asr_model, device=args.compute,
+                                                          cpu_threads=args.threads),
+                                    torch_threads=max(1, args.threads // 2))
+            warm_up(recognizer)
+    except (BundleError, FileNotFoundError, RuntimeError, OSError) as exc:
+        stderr(f"cannot load the models: {exc}")
+        return 2
+
+    try:
+        publisher = Publisher(args.publish)
+    except PublisherError as exc:
+        stderr(str(exc))
+        return 2
+    sinks = []
+    try:
+        if args.jsonl:
+            from emostream.clients.sinks import JsonlSink
+
+            sinks.append(JsonlSink(args.jsonl))
+        for spec in specs:
+            if spec.kind == "microphone":
+                sources[spec.stream_id] = open_source(spec, opts)
+    except (SourceError, OSError) as exc:
+        stderr(str(exc))
+        for s in list(sources.values()) + sinks + [publisher]:
+            s.close()
+        return 2
+    ordered = [sources[s.stream_id] for s in specs]
+
+    monitor = None
+    if live_view:
+        from emostream.clients.monitor import Monitor
+
+        monitor = Monitor(", ".join(s.description for s in ordered) + f" → {args.publish}", console=console)
+        sinks.append(monitor)
+    elif not args.quiet:
+        from emostream.clients.sinks import LineSink
+
+        sinks.append(LineSink())
+        print(f"listening: {', '.join(s.description for s in ordered)}; publishing on {args.publish}",
+              file=sys.stderr, flush=True)
+
+    pipeline = Pipeline(recognizer, ordered, sinks, config, publisher=publisher)
+    if monitor is not None:
+        monitor.start()
+    timer = None
+    if args.duration:
+        timer = threading.Timer(args.duration, pipeline.stop)
+        timer.daemon = True
+        timer.start()
+    try:
+        with ShutdownOnSignal(pipeline, stderr):
+            n_errors = pipeline.run()
+    except KeyboardInterrupt:
+        stderr("aborted")
+        return 130
+    finally:
+        if timer is not None:
+            timer.cancel()
+    final = pipeline.status_message("stopped")
+    if not args.quiet:
+        print(_summary(final), file=sys.stderr, flush=True)
+    for error in pipeline.errors:
+        stderr(error)
+    return 1 if n_errors else 0
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -1,0 +1,60 @@
+"""Message sinks besides the publisher: a JSON-lines log and plain lines for pipes and logs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any, TextIO
+
+from emostream.clients.schema import STATUS_TOPIC
+
+
+class JsonlSink:
+    """Every emotion event, and the final status, one JSON object per line (flushed each line)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._file: TextIO | None = open(self.path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise OSError(f"cannot write the event log {self.path}: {exc.strerror}") from exc
+        self._lock = threading.Lock()
+
+    def emit(self, topic: str, message: dict[str, Any]) -> None:
+        if topic == STATUS_TOPIC and message.get("state") != "stopped":
+            return
+        with self._lock:
+            if self._file is not None:
+                self._file.write(json.dumps({"topic": topic, **message}, ensure_ascii=False) + "\n")
+                self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def event_line(message: dict[str, Any]) -> str:
+    """One readable line for an emotion event (used by `listen` without a terminal and `subscribe`)."""
+    u = message["utterance"]
+    transcript = message["transcript"] or "(no words recognised)"
+    return (f"[{message['stream_id']} #{message['seq']} {u['start_s']:7.2f}-{u['end_s']:7.2f}s] "
+            f"{message['label']:<9} {message['confidence']:.2f}  V{message['valence']:+.2f} A{message['arousal']:+.2f}  "
+            f"{message['timings_ms']['vad_close_to_publish']:5.0f} ms  {transcript}")
+
+
+class LineSink:
+    """Plain text lines, one per emotion event: what `listen` prints when stdout is not a terminal."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
+
+    def emit(self, topic: str, message: dict[str, Any]) -> None:
+        if message.get("type") == "emotion":
+            print(event_line(message), file=self._stream, flush=True)
+
+    def close(self) -> None:
+        pass
