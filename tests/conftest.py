@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from emostream.engine.training.corpora import shared_data_dir
-from emostream.engine.training.speech_synth import Voice, espeak_available, speak
+from emostream.engine.training.speech_synth import Voice, espeak_available, speak, spoken_dialogue
 
 SENTENCES = {
     "happy": "This is the best day of my life, I am so happy!",
@@ -61,3 +61,47 @@ def ravdess_example() -> Path:
     if not root.is_dir():
         pytest.skip(f"RAVDESS not found at {root}")
     return root / "Actor_01" / "03-01-05-02-01-01-01.flac"
+
+
+@pytest.fixture(scope="session")
+def recognizer():
+    """The shipped models, loaded once for every test that needs them."""
+    from emostream.engine.recognizer import Recognizer
+
+    return Recognizer(torch_threads=2)
+
+
+DIALOGUE = (
+    "Good morning, I finally got the job I wanted.",
+    "Why would you say something so cruel to me?",
+    "I am not sure what to think about all this.",
+    "Please, please tell me everything will be fine.",
+)
+
+
+class Dialogue:
+    """Spoken sentences separated by pauses, written as one file; ``spans`` are the true speech times."""
+
+    def __init__(self, path: Path, sentences: tuple[str, ...], spans: list[tuple[float, float]], audio: np.ndarray):
+        self.path, self.sentences, self.spans, self.audio = path, sentences, spans, audio
+
+
+def make_dialogue(path: Path, sentences=DIALOGUE) -> Dialogue:
+    audio, spans = spoken_dialogue(sentences)
+    sf.write(path, audio, 16000)
+    return Dialogue(path, tuple(sentences), spans, audio)
+
+
+@pytest.fixture(scope="session")
+def dialogue(tmp_path_factory, speech) -> Dialogue:
+    return make_dialogue(tmp_path_factory.mktemp("dialogue") / "dialogue.wav")
+
+
+@pytest.fixture
+def endpoint() -> str:
+    """A free localhost TCP endpoint for a real ZeroMQ socket."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"

@@ -134,8 +134,7 @@ def run_listen(args: argparse.Namespace) -> int:
     final = pipeline.status_message("stopped")
     if not args.quiet:
         print(_summary(final), file=sys.stderr, flush=True)
-    for error in pipeline.errors:
-        stderr(error)
+    # source errors were already logged by the pipeline (stderr), so they are not printed twice
     return 1 if n_errors else 0
 
 

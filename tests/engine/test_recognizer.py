@@ -9,11 +9,6 @@ from emostream.labels import LABELS
 from emostream.streaming.audio import AudioError
 
 
-@pytest.fixture(scope="module")
-def recognizer():
-    return Recognizer(torch_threads=2)
-
-
 def test_classify_speech(recognizer, speech):
     r = recognizer.classify(speech["happy"])
     assert r.label in LABELS

@@ -1,0 +1,102 @@
+"""The wire format: schema files, message builders and the subscriber's handling of bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from emostream.clients import schema
+from emostream.clients.monitor import COLOURS
+from emostream.clients.schema import MessageError, emotion_message, validate
+from emostream.clients.subscriber import Subscriber
+from emostream.engine.recognizer import EmotionResult
+from emostream.labels import LABELS
+from emostream.streaming.frames import Utterance
+
+
+def sample_message(seq: int = 1) -> dict:
+    utt = Utterance("desk", seq, 1.25, 3.5, np.zeros(36000, np.float32), time.time(), time.perf_counter())
+    probs = dict.fromkeys(LABELS, 0.05)
+    probs["happy"] = 0.7
+    result = EmotionResult("happy", 0.7, probs, 0.6, 0.4, "what a day", 0.9, {},
+                           {"emostream": "m", "asr": "a", "sec": "s", "text": "t"})
+    timings = dict.fromkeys(("queue_wait", "sec", "asr", "text", "fusion", "branches", "sec_asr_overlap",
+                             "vad_close_to_publish"), 1.0)
+    return emotion_message(utt, result, timings, time.time())
+
+
+def test_schema_files_are_valid_and_match_the_label_set():
+    for sid in (schema.EMOTION_SCHEMA_ID, schema.STATUS_SCHEMA_ID):
+        s = schema.schema(sid)
+        jsonschema = pytest.importorskip("jsonschema")
+        jsonschema.Draft202012Validator.check_schema(s)
+        assert s["$id"] == sid
+    emotion = schema.schema(schema.EMOTION_SCHEMA_ID)
+    assert emotion["properties"]["label"]["enum"] == list(LABELS)
+    assert emotion["properties"]["probs"]["required"] == list(LABELS)
+    assert set(COLOURS) == set(LABELS)
+
+
+def test_built_message_validates_and_broken_ones_name_the_field():
+    m = sample_message()
+    assert validate(m) is m
+    assert json.loads(json.dumps(m)) == m
+    for path, value, where in ((("label",), "joyful", "label"), (("seq",), 0, "seq"),
+                               (("probs", "happy"), 1.5, "probs/happy"),
+                               (("timings_ms", "vad_close_to_publish"), -3, "timings_ms/vad_close_to_publish")):
+        bad = copy.deepcopy(m)
+        target = bad
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        with pytest.raises(MessageError, match=where):
+            validate(bad)
+    bad = copy.deepcopy(m)
+    del bad["transcript"]
+    with pytest.raises(MessageError, match="transcript"):
+        validate(bad)
+    with pytest.raises(MessageError, match="unknown schema"):
+        validate({**m, "schema": "urn:emostream:schema:emotion:2"})
+
+
+def test_subscriber_skips_foreign_messages_counts_gaps_and_times_out(endpoint):
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.bind(endpoint)
+    with Subscriber(endpoint, timeout_s=2) as sub:
+        time.sleep(0.3)
+
+        def send():
+            pub.send_multipart([b"emotion.desk", b"not json"])
+            pub.send_multipart([b"emotion.desk", json.dumps({"hello": 1}).encode()])
+            for seq in (1, 2, 5):
+                pub.send_multipart([b"emotion.desk", json.dumps(sample_message(seq)).encode()])
+
+        threading.Thread(target=send).start()
+        got = [sub.recv(), sub.recv(), sub.recv()]
+        assert [e.seq for e in got] == [1, 2, 5] and got[0].label == "happy"
+        assert sub.invalid == 2 and sub.missed == {"desk": 2}
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match="no emostream message"):
+            sub.recv(timeout_s=0.3)
+        assert time.monotonic() - t0 < 2
+    pub.close(0)
+
+
+def test_subscriber_stream_filter_is_exact(endpoint):
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.bind(endpoint)
+    with Subscriber(endpoint, streams=["desk"], timeout_s=1) as sub:
+        time.sleep(0.3)
+        other = sample_message()
+        other["stream_id"] = "desk2"
+        pub.send_multipart([b"emotion.desk2", json.dumps(other).encode()])
+        pub.send_multipart([b"emotion.desk", json.dumps(sample_message()).encode()])
+        events = list(sub)
+    assert [e.stream_id for e in events] == ["desk"]
+    pub.close(0)

@@ -1,0 +1,91 @@
+"""The microphone path, unmodified, on a PulseAudio null sink: `paplay` into the sink is what
+sounddevice records from the default input (its monitor). `.ci/run` starts that server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from emostream.clients.subscriber import EmotionEvent, StatusEvent, Subscriber
+
+CLI = [sys.executable, "-m", "emostream.clients.cli"]
+SINK = "vmic"
+
+
+def _pactl(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=10, env=env)
+
+
+@pytest.fixture(scope="module")
+def virtual_mic():
+    if not shutil.which("pactl") or not shutil.which("paplay"):
+        pytest.skip("pulseaudio-utils not installed (.ci/run installs pulseaudio and starts a virtual microphone)")
+    sinks = _pactl("list", "short", "sinks")
+    if sinks.returncode != 0 or SINK not in sinks.stdout:
+        pytest.skip(f"no PulseAudio server with a null sink '{SINK}' (.ci/run starts one: pulseaudio -D -n "
+                    f"--load='module-null-sink sink_name={SINK}' --load=module-native-protocol-unix)")
+    if _pactl("get-default-source").stdout.strip() != f"{SINK}.monitor":
+        pytest.skip(f"the default source is not {SINK}.monitor (pactl set-default-source {SINK}.monitor)")
+    return SINK
+
+
+def wait_for_status(sub: Subscriber, timeout: float = 120) -> StatusEvent:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event = sub.recv(timeout_s=timeout)
+        if isinstance(event, StatusEvent):
+            return event
+    raise TimeoutError("listen never published a heartbeat")
+
+
+def test_listen_on_the_virtual_microphone_publishes_one_result_per_sentence(virtual_mic, dialogue, endpoint):
+    with Subscriber(endpoint, status=True, timeout_s=120) as sub:
+        proc = subprocess.Popen([*CLI, "listen", "--quiet", "--publish", endpoint, "--status-interval", "0.5",
+                                 "--threads", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            status = wait_for_status(sub)  # models loaded, microphone open
+            assert status.streams["mic"]["source"].startswith("microphone")
+            subprocess.run(["paplay", f"--device={virtual_mic}", str(dialogue.path)], check=True, timeout=120)
+            events = []
+            deadline = time.monotonic() + 60
+            while len(events) < len(dialogue.sentences) and time.monotonic() < deadline:
+                event = sub.recv(timeout_s=60)
+                if isinstance(event, EmotionEvent):
+                    events.append(event)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert [e.seq for e in events] == list(range(1, len(dialogue.sentences) + 1)), [e.transcript for e in events]
+    assert all(e.stream_id == "mic" and e.transcript for e in events)
+    gaps = [b.start_s - a.end_s for a, b in zip(events, events[1:])]
+    assert all(g >= 0 for g in gaps)
+
+
+def test_a_microphone_that_disappears_ends_listen_with_a_clear_message(virtual_mic, dialogue, endpoint, tmp_path):
+    """A private PulseAudio server is killed under a running `listen`: clean exit 1, no hang."""
+    env = {**os.environ, "PULSE_RUNTIME_PATH": str(tmp_path / "pulse")}
+    started = subprocess.run(["pulseaudio", "-D", "-n", "--exit-idle-time=-1",
+                              "--load=module-null-sink sink_name=gone", "--load=module-native-protocol-unix"],
+                             env=env, capture_output=True, text=True, timeout=30)
+    if started.returncode != 0:
+        pytest.skip(f"could not start a second PulseAudio server: {started.stderr.strip()[:200]}")
+    try:
+        with Subscriber(endpoint, status=True, timeout_s=120) as sub:
+            proc = subprocess.Popen([*CLI, "listen", "--quiet", "--publish", endpoint, "--status-interval", "0.5",
+                                     "--threads", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=env)
+            wait_for_status(sub)
+            subprocess.run(["pulseaudio", "-k"], env=env, timeout=30)
+            out, err = proc.communicate(timeout=60)
+    finally:
+        subprocess.run(["pulseaudio", "-k"], env=env, capture_output=True, timeout=30)
+    assert proc.returncode == 1, err
+    assert "stopped delivering audio" in err and "Traceback" not in err

@@ -1,0 +1,192 @@
+"""The live pipeline end to end over a real ZeroMQ socket, on real spoken sentences."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import zmq
+
+from emostream.clients.publisher import Publisher
+from emostream.clients.schema import validate
+from emostream.clients.subscriber import EmotionEvent, StatusEvent, Subscriber
+from emostream.streaming.pipeline import Pipeline, PipelineConfig
+from emostream.streaming.sources import FileSource
+
+
+class Collect:
+    """An in-process sink: what the monitor or the JSONL log would see."""
+
+    def __init__(self):
+        self.messages = []
+
+    def emit(self, topic, message):
+        self.messages.append((topic, message))
+
+    def close(self):
+        pass
+
+
+def run_in_thread(pipeline: Pipeline, timeout: float = 120) -> None:
+    t = threading.Thread(target=pipeline.run, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), "pipeline did not finish"
+
+
+def subscribe_all(endpoint, **kw):
+    events = []
+    sub = Subscriber(endpoint, timeout_s=kw.pop("timeout_s", 3), **kw)
+    thread = threading.Thread(target=lambda: events.extend(sub), daemon=True)
+    thread.start()
+    time.sleep(0.3)  # let the SUB connect before anything is published (PUB drops for late joiners)
+    return sub, events, thread
+
+
+def test_file_to_subscriber_in_order_with_consistent_timings(recognizer, dialogue, endpoint):
+    sub, events, thread = subscribe_all(endpoint, status=True)
+    pipeline = Pipeline(recognizer, [FileSource(dialogue.path, "talk", realtime=False)], [],
+                        PipelineConfig(status_interval_s=0.5, max_pending=8), publisher=Publisher(endpoint))
+    run_in_thread(pipeline)
+    thread.join(10)
+    sub.close()
+    emotions = [e for e in events if isinstance(e, EmotionEvent)]
+    statuses = [e for e in events if isinstance(e, StatusEvent)]
+    assert [e.seq for e in emotions] == list(range(1, len(dialogue.sentences) + 1))
+    for e, sentence, (start, end) in zip(emotions, dialogue.sentences, dialogue.spans):
+        validate(e.message)
+        assert e.topic == "emotion.talk" and e.stream_id == "talk"
+        assert e.transcript, f"empty transcript for {sentence!r}"
+        words = {w.strip(",.?!").lower() for w in sentence.split()}
+        heard = {w.strip(",.?!").lower() for w in e.transcript.split()}
+        assert len(words & heard) >= len(words) // 2, (sentence, e.transcript)
+        assert e.start_s <= start and e.end_s >= end - 0.05
+        assert sum(e.probs.values()) == pytest.approx(1, abs=1e-3) and e.probs[e.label] == e.confidence
+        t = e.timings_ms
+        assert t["branches"] >= max(t["sec"], t["asr"] + t["text"]) - 1
+        assert t["sec_asr_overlap"] <= min(t["sec"], t["asr"]) + 1e-6
+        assert t["vad_close_to_publish"] >= t["queue_wait"] + t["branches"] + t["fusion"] - 1
+        assert e.message["utterance"]["vad_closed_at"] <= e.message["published_at"]
+    # the branches really ran at the same time: most of SEC happened while ASR was running
+    assert sum(e.timings_ms["sec_asr_overlap"] for e in emotions) > 0.5 * sum(e.timings_ms["sec"] for e in emotions)
+    final = statuses[-1].message
+    assert statuses and final["state"] == "stopped"
+    assert final["streams"]["talk"]["published"] == len(dialogue.sentences)
+    assert final["streams"]["talk"]["state"] == "ended"
+    assert final["latency_ms"]["vad_close_to_publish"]["n"] == len(dialogue.sentences)
+    assert final["publisher"]["send_failures"] == 0
+
+
+def test_several_inputs_share_the_models_and_keep_their_ids(recognizer, dialogue, tmp_path):
+    short = tmp_path / "short.wav"
+    sf.write(short, dialogue.audio[: int(dialogue.spans[1][1] * 16000) + 8000], 16000)
+    sink = Collect()
+    pipeline = Pipeline(recognizer, [FileSource(dialogue.path, "a", realtime=False),
+                                     FileSource(short, "b", realtime=False)], [sink], PipelineConfig(max_pending=8))
+    run_in_thread(pipeline, 180)
+    by_stream = {}
+    for topic, m in sink.messages:
+        if m["type"] == "emotion":
+            assert topic == f"emotion.{m['stream_id']}"
+            by_stream.setdefault(m["stream_id"], []).append(m["seq"])
+    assert by_stream == {"a": [1, 2, 3, 4], "b": [1, 2]}
+
+
+def test_falling_behind_drops_the_oldest_and_reports_it(recognizer, dialogue):
+    sink = Collect()
+    pipeline = Pipeline(recognizer, [FileSource(dialogue.path, "fast", realtime=False)], [sink],
+                        PipelineConfig(max_pending=1))
+    run_in_thread(pipeline)
+    final = [m for t, m in sink.messages if m["type"] == "status"][-1]
+    st = final["streams"]["fast"]
+    published = [m["seq"] for t, m in sink.messages if m["type"] == "emotion"]
+    assert st["utterances"] == len(dialogue.sentences)
+    assert st["dropped"] >= 1 and final["queue"]["dropped"] == st["dropped"]
+    assert st["published"] + st["dropped"] == st["utterances"] == len(published) + st["dropped"]
+    assert published[-1] == len(dialogue.sentences), "the newest utterance is the one kept"
+    assert published == sorted(published)
+
+
+def test_slow_and_absent_subscribers_never_stall_the_pipeline(recognizer, dialogue, endpoint):
+    # a subscriber that connects with a tiny buffer and never reads, next to a normal one
+    ctx = zmq.Context.instance()
+    stuck = ctx.socket(zmq.SUB)
+    stuck.setsockopt(zmq.RCVHWM, 1)
+    stuck.setsockopt(zmq.SUBSCRIBE, b"")
+    stuck.connect(endpoint)
+    sub, events, thread = subscribe_all(endpoint, status=True)
+    publisher = Publisher(endpoint, high_water_mark=1)
+    pipeline = Pipeline(recognizer, [FileSource(dialogue.path, "x", realtime=False)], [],
+                        PipelineConfig(status_interval_s=0.05, max_pending=8), publisher=publisher)
+    run_in_thread(pipeline)
+    thread.join(10)
+    sub.close()
+    stuck.close(0)
+    emotions = [e for e in events if isinstance(e, EmotionEvent)]
+    final = [e for e in events if isinstance(e, StatusEvent)][-1].message
+    assert final["streams"]["x"]["published"] == len(dialogue.sentences)
+    assert publisher.sent > 20  # dozens of heartbeats went out while the stuck reader held one
+    assert len(emotions) + sum(sub.missed.values()) == len(dialogue.sentences)
+
+    # nobody listening at all: still runs to the end
+    sink = Collect()
+    alone = Pipeline(recognizer, [FileSource(dialogue.path, "y", realtime=False)], [sink],
+                     publisher=Publisher(endpoint))
+    run_in_thread(alone)
+    assert sum(m["type"] == "emotion" for _, m in sink.messages) == len(dialogue.sentences)
+
+
+def test_stop_finishes_and_publishes_the_utterance_in_progress(recognizer, dialogue):
+    sink = Collect()
+    pipeline = Pipeline(recognizer, [FileSource(dialogue.path, "live", realtime=True)], [sink])
+    second_start, second_end = dialogue.spans[1]
+    stop_at = (second_start + second_end) / 2
+    threading.Timer(stop_at, pipeline.stop).start()
+    run_in_thread(pipeline)
+    emotions = [m for _, m in sink.messages if m["type"] == "emotion"]
+    assert [m["seq"] for m in emotions] == [1, 2]
+    cut = emotions[1]["utterance"]
+    assert second_start - 0.5 < cut["start_s"] < second_start and cut["end_s"] < second_end
+    assert cut["end_s"] == pytest.approx(stop_at, abs=0.5)
+
+
+def test_a_broken_sink_does_not_stop_the_others(recognizer, dialogue):
+    class Broken(Collect):
+        def emit(self, topic, message):
+            raise OSError("disk full")
+
+    sink = Collect()
+    pipeline = Pipeline(recognizer, [FileSource(dialogue.path, "z", realtime=False)], [Broken(), sink],
+                        PipelineConfig(max_pending=8))
+    run_in_thread(pipeline)
+    assert sum(m["type"] == "emotion" for _, m in sink.messages) == len(dialogue.sentences)
+
+
+def test_unclassifiable_utterance_is_counted_not_fatal(recognizer):
+    from emostream.streaming.frames import Utterance
+
+    sink = Collect()
+    pipeline = Pipeline(recognizer, [_EmptySource("e")], [sink])
+    bad = Utterance("e", 1, 0.0, 0.01, np.zeros(160, np.float32), time.time(), time.perf_counter())
+    pipeline._enqueue(bad)
+    run_in_thread(pipeline)
+    final = [m for _, m in sink.messages if m["type"] == "status"][-1]
+    assert final["streams"]["e"]["failed"] == 1 and final["streams"]["e"]["published"] == 0
+
+
+class _EmptySource:
+    """A source that has already ended (the pipeline then only drains its queue)."""
+
+    kind = "test"
+
+    def __init__(self, stream_id):
+        self.stream_id, self.description, self.counters = stream_id, "ended source", {}
+
+    def chunks(self, stop):
+        return iter(())
+
+    def close(self):
+        pass

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import threading
+
+from emostream.streaming.queues import DropOldestQueue
+
+
+def test_drop_oldest_keeps_the_newest_and_counts():
+    q: DropOldestQueue[int] = DropOldestQueue(2)
+    assert q.put(1) is None and q.put(2) is None
+    assert q.put(3) == 1 and q.put(4) == 2
+    assert q.dropped == 2 and len(q) == 2 and q.high_water == 2
+    assert [q.get(0), q.get(0), q.get(0)] == [3, 4, None]
+
+
+def test_get_wakes_on_put_from_another_thread():
+    q: DropOldestQueue[str] = DropOldestQueue(1)
+    threading.Timer(0.05, q.put, args=("x",)).start()
+    assert q.get(timeout=5) == "x"

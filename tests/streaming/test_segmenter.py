@@ -1,0 +1,86 @@
+"""The webrtcvad segmenter on real speech, silence, noise and clipping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emostream.streaming.frames import AudioChunk
+from emostream.streaming.segmenter import Segmenter, SegmenterConfig
+
+
+def segment(audio: np.ndarray, config: SegmenterConfig | None = None, chunk: int = 333):
+    seg = Segmenter("t", config)
+    out, pos = [], 0
+    for i in range(0, len(audio), chunk):
+        block = audio[i:i + chunk]
+        out += seg.feed(AudioChunk(block, pos))
+        pos += len(block)
+    return out + seg.flush(), seg
+
+
+def test_one_utterance_per_sentence_with_onsets_kept(dialogue):
+    utts, seg = segment(dialogue.audio)
+    assert [u.seq for u in utts] == list(range(1, len(dialogue.spans) + 1))
+    for u, (start, end) in zip(utts, dialogue.spans):
+        assert u.start_s <= start, "pre-roll must keep the onset"
+        assert u.start_s >= start - 0.6
+        assert end - 0.05 <= u.end_s <= end + 0.6  # closes after the end-of-speech silence
+        assert u.samples.dtype == np.float32 and abs(u.duration_s - (u.end_s - u.start_s)) < 1e-6
+        assert not u.forced_cut
+    assert seg.stats == {"utterances": len(dialogue.spans), "too_short": 0, "forced_cuts": 0}
+
+
+def test_chunk_size_does_not_change_the_cuts(dialogue):
+    a, _ = segment(dialogue.audio, chunk=160)
+    b, _ = segment(dialogue.audio, chunk=len(dialogue.audio))
+    assert [(u.start_s, u.end_s) for u in a] == [(u.start_s, u.end_s) for u in b]
+    assert all(np.array_equal(x.samples, y.samples) for x, y in zip(a, b))
+
+
+def test_longer_end_silence_merges_sentences(dialogue):
+    utts, _ = segment(dialogue.audio, SegmenterConfig(end_silence_ms=1500))
+    assert len(utts) == 1
+
+
+@pytest.mark.parametrize("level", [0.0, 0.002, 0.01])
+def test_silence_and_faint_noise_give_nothing(level):
+    rng = np.random.default_rng(1)
+    utts, seg = segment((level * rng.standard_normal(16000 * 4)).astype(np.float32))
+    assert utts == [] and seg.stats["utterances"] == 0
+
+
+def test_clipped_speech_is_still_segmented(dialogue):
+    clipped = np.clip(dialogue.audio * 10, -1, 1).astype(np.float32)
+    utts, _ = segment(clipped)
+    assert len(utts) == len(dialogue.spans)
+
+
+def test_max_length_forces_cuts_and_keeps_every_sample(dialogue):
+    speech = np.concatenate([dialogue.audio[int(s * 16000):int(e * 16000)] for s, e in dialogue.spans])
+    cfg = SegmenterConfig(max_utterance_s=1.5, end_silence_ms=2000)
+    utts, seg = segment(speech, cfg)
+    assert len(utts) >= 3 and seg.stats["forced_cuts"] >= 2
+    assert all(u.duration_s <= 1.5 + 1e-6 for u in utts)
+    assert any(u.forced_cut for u in utts)
+    for a, b in zip(utts, utts[1:]):
+        if a.forced_cut:
+            assert b.start_s == pytest.approx(a.end_s)  # the next one continues without a gap
+
+
+def test_short_bursts_are_dropped_and_counted(speech):
+    from emostream.engine.training.speech_synth import Voice, speak
+
+    word = speak("Hi.", Voice("en-us", 200, 50))
+    audio = np.concatenate([np.zeros(8000, np.float32), word, np.zeros(16000, np.float32)])
+    assert len(segment(audio)[0]) == 1  # kept with the default minimum
+    utts, seg = segment(audio, SegmenterConfig(min_speech_ms=900))
+    assert utts == [] and seg.stats["too_short"] == 1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"frame_ms": 25}, "frame_ms"), ({"aggressiveness": 4}, "aggressiveness"),
+    ({"max_utterance_s": 60}, "max_utterance_s"), ({"end_silence_ms": 5}, "end_silence_ms")])
+def test_bad_configuration_is_refused_with_the_name(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SegmenterConfig(**kwargs)
