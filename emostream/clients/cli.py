@@ -104,6 +104,8 @@ def _listen_parser(sub) -> None:
     p.add_argument("--jsonl", metavar="FILE", default=None, help="also append every result to FILE as JSON lines")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop gracefully after S seconds")
     g = p.add_argument_group("segmentation (webrtcvad)")
+    g.add_argument("--vad-frame-ms", type=int, default=d.frame_ms, choices=(10, 20, 30),
+                   help="VAD frame length (default %(default)s ms)")
     g.add_argument("--vad-aggressiveness", type=int, default=d.aggressiveness, choices=(0, 1, 2, 3),
                    help="0 = lets most sound through, 3 = strictest (default %(default)s)")
     g.add_argument("--end-silence-ms", type=int, default=d.end_silence_ms,

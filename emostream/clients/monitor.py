@@ -13,7 +13,6 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from emostream.labels import LABELS
 
 COLOURS = {"neutral": "white", "happy": "bright_green", "sad": "blue", "angry": "red", "fearful": "magenta",
            "disgusted": "yellow", "surprised": "cyan"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 
@@ -39,7 +40,7 @@ def run_listen(args: argparse.Namespace) -> int:
     try:
         specs = parse_inputs(opts)
         config = PipelineConfig(
-            segmenter=SegmenterConfig(aggressiveness=args.vad_aggressiveness, end_silence_ms=args.end_silence_ms,
+            segmenter=SegmenterConfig(frame_ms=args.vad_frame_ms, aggressiveness=args.vad_aggressiveness, end_silence_ms=args.end_silence_ms,
                                       pre_roll_ms=args.pre_roll_ms, min_speech_ms=args.min_speech_ms,
                                       max_utterance_s=args.max_utterance_s),
             max_pending=args.max_pending, status_interval_s=args.status_interval)
@@ -64,6 +65,14 @@ def run_listen(args: argparse.Namespace) -> int:
             s.close()
         return 2
 
+    try:  # bind before loading models: a port in use should fail in milliseconds
+        publisher = Publisher(args.publish)
+    except PublisherError as exc:
+        stderr(str(exc))
+        for s in sources.values():
+            s.close()
+        return 2
+
     console = Console()
     live_view = not args.quiet and console.is_terminal
     from emostream.engine.asr import ASRConfig
@@ -78,13 +87,9 @@ def run_listen(args: argparse.Namespace) -> int:
             warm_up(recognizer)
     except (BundleError, FileNotFoundError, RuntimeError, OSError) as exc:
         stderr(f"cannot load the models: {exc}")
+        publisher.close()
         return 2
 
-    try:
-        publisher = Publisher(args.publish)
-    except PublisherError as exc:
-        stderr(str(exc))
-        return 2
     sinks = []
     try:
         if args.jsonl:
@@ -115,6 +120,10 @@ def run_listen(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
 
     pipeline = Pipeline(recognizer, ordered, sinks, config, publisher=publisher)
+    return _run(pipeline, recognizer, monitor, args)
+
+
+def _run(pipeline, recognizer, monitor, args: argparse.Namespace) -> int:
     if monitor is not None:
         monitor.start()
     timer = None
@@ -125,13 +134,16 @@ def run_listen(args: argparse.Namespace) -> int:
     try:
         with ShutdownOnSignal(pipeline, stderr):
             n_errors = pipeline.run()
-    except KeyboardInterrupt:
-        stderr("aborted")
-        return 130
-    finally:
         if timer is not None:
             timer.cancel()
+    except KeyboardInterrupt:  # the second Ctrl-C: leave now, without waiting for the models
+        if monitor is not None:
+            monitor.close()
+        stderr("aborted; utterances still in progress were not published")
+        sys.stdout.flush()
+        os._exit(130)  # model threads may still be running: skip the interpreter's teardown of them
     final = pipeline.status_message("stopped")
+    recognizer.close()
     if not args.quiet:
         print(_summary(final), file=sys.stderr, flush=True)
     # source errors were already logged by the pipeline (stderr), so they are not printed twice

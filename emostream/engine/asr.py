@@ -87,6 +87,11 @@ class SpeechRecognizer:
         self.device, self.compute_type = device, compute_type
         log.info("ASR %s on %s (%s)", self.model_id, device, compute_type)
 
+    def close(self) -> None:
+        model, self.model = self.model, None
+        if model is not None and hasattr(model.model, "unload_model"):
+            model.model.unload_model()
+
     def transcribe(self, waveform: np.ndarray) -> Transcript:
         cfg = self.config
         segments, _ = self.model.transcribe(

@@ -84,6 +84,11 @@ class Recognizer:
         self.model_ids = {"emostream": self.bundle.model_id, "asr": self.asr.model_id,
                           "sec": m["sec"]["model_id"], "text": m["text"]["model_id"]}
 
+    def close(self) -> None:
+        """Free the ASR model now, on this thread. Left to interpreter shutdown, CTranslate2's
+        worker threads can be torn down out of order and abort the process ("terminate called")."""
+        self.asr.close()
+
     # --- stages (each usable alone) -------------------------------------------------------------
     def sec(self, waveform: np.ndarray) -> SECOutput:
         with torch.inference_mode():

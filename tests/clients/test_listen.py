@@ -6,10 +6,8 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 
-import numpy as np
 import pytest
 import zmq
 
@@ -132,3 +130,16 @@ def test_devices_lists_inputs_or_says_there_are_none():
         assert proc.stdout.strip()
     else:
         assert "no audio input devices" in proc.stderr or "PortAudio" in proc.stderr
+
+
+def test_dialogue_system_example_reacts_to_each_utterance(dialogue, endpoint):
+    example = subprocess.Popen([sys.executable, "-m", "emostream.clients.examples.dialogue_system",
+                                "--endpoint", endpoint, "--count", "4", "--timeout", "120"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    listen = run("listen", "--input", dialogue.path, "--fast", "--quiet", "--publish", endpoint, "--threads", "2")
+    assert listen.returncode == 0, listen.stderr
+    out, err = example.communicate(timeout=60)
+    assert example.returncode == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 4 and all(" -> " in line and line.startswith("dialogue #") for line in lines)

@@ -89,3 +89,22 @@ def test_a_microphone_that_disappears_ends_listen_with_a_clear_message(virtual_m
         subprocess.run(["pulseaudio", "-k"], env=env, capture_output=True, timeout=30)
     assert proc.returncode == 1, err
     assert "stopped delivering audio" in err and "Traceback" not in err
+
+
+def test_a_reader_that_falls_behind_loses_counted_blocks_not_the_callback(virtual_mic):
+    """The PortAudio callback never blocks: with nobody reading, its small queue fills and the
+    overflow is counted; reading afterwards still works and the stream clock keeps tiling."""
+    import threading
+
+    from emostream.streaming.sources import MicrophoneSource
+
+    source = MicrophoneSource(None, "m", block_ms=20, queue_seconds=0.1)  # room for 5 blocks
+    try:
+        time.sleep(1.0)  # ~50 blocks arrive while nobody reads
+        stop = threading.Event()
+        threading.Timer(0.5, stop.set).start()
+        chunks = list(source.chunks(stop))
+    finally:
+        source.close()
+    assert source.counters.get("dropped_blocks", 0) >= 20
+    assert chunks and all(b.start == a.end for a, b in zip(chunks, chunks[1:]))

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from emostream.engine.bundle import Bundle, BundleError
-from emostream.engine.recognizer import Recognizer, SECOutput, TECOutput
 from emostream.labels import LABELS
 from emostream.streaming.audio import AudioError
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import soundfile as sf
 
 from emostream.streaming.audio import AudioError, load_audio, to_mono_16k, validate_waveform
 

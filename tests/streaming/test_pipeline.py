@@ -190,3 +190,22 @@ class _EmptySource:
 
     def close(self):
         pass
+
+
+def test_noise_between_sentences_does_not_derail_the_stream(recognizer, dialogue, tmp_path):
+    rng = np.random.default_rng(3)
+    noise = (0.08 * rng.standard_normal(16000 * 2)).astype(np.float32)
+    gap = np.zeros(16000, np.float32)
+    first = dialogue.audio[: int((dialogue.spans[0][1] + 0.6) * 16000)]
+    second = dialogue.audio[int((dialogue.spans[1][0] - 0.4) * 16000): int((dialogue.spans[1][1] + 0.6) * 16000)]
+    audio = np.concatenate([first, gap, noise, gap, second])
+    path = tmp_path / "noisy.wav"
+    sf.write(path, audio, 16000)
+    sink = Collect()
+    run_in_thread(Pipeline(recognizer, [FileSource(path, "n", realtime=False)], [sink], PipelineConfig(max_pending=8)))
+    emotions = [m for _, m in sink.messages if m["type"] == "emotion"]
+    spoken = [m for m in emotions if m["transcript"]]
+    assert len(spoken) == 2, [m["transcript"] for m in emotions]
+    # the noise burst either is not an utterance or is published with no words (the SEC side alone)
+    assert all(m["transcript"] == "" for m in emotions if m not in spoken)
+    assert [m["seq"] for m in emotions] == list(range(1, len(emotions) + 1))

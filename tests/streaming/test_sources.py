@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-import soundfile as sf
 import soxr
 
 from emostream.streaming.resample import StreamResampler

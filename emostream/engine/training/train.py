@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from emostream.engine.asr import ASRConfig, SpeechRecognizer, Transcript, bundled_asr_dir
 from emostream.engine.bundle import FORMAT, Bundle
