@@ -45,6 +45,7 @@ class PipelineConfig:
     max_pending: int = 4
     workers: int = 1
     status_interval_s: float = 2.0
+    concurrent_branches: bool = True  # False: SEC, then ASR -> text, one after the other (for comparison)
 
     def __post_init__(self) -> None:
         if self.max_pending < 1:
@@ -187,13 +188,17 @@ class Pipeline:
             return out, (t0, time.perf_counter())
 
         validate_waveform(wave)
-        sec_future = sec_pool.submit(sec_branch)
+        if self.config.concurrent_branches:
+            sec_future = sec_pool.submit(sec_branch)
+        else:
+            sec_done = sec_branch()
         t_asr0 = time.perf_counter()
         try:
             transcript = rec.transcribe(wave)
         finally:
             t_asr1 = time.perf_counter()
-            sec, sec_span = sec_future.result()  # wait for SEC even if ASR failed: it uses the pool
+            # wait for SEC even if ASR failed: it runs on this worker's pool
+            sec, sec_span = sec_future.result() if self.config.concurrent_branches else sec_done
         tec = rec.text(transcript.text)
         t_text = time.perf_counter()
         branches_end = max(t_text, sec_span[1])
