@@ -23,13 +23,13 @@ def result_record(path: str, result) -> dict:
 
 
 def classify_files(files: list[str], fmt: str = "jsonl", model: str | None = None, asr_model: str | None = None,
-                   device: str = "auto", threads: int = 2) -> int:
+                   device: str = "auto", threads: int = 2, sec_backend: str = "auto") -> int:
     from emostream.engine.bundle import BundleError
     from emostream.engine.recognizer import Recognizer
 
     try:
         recognizer = Recognizer(model, ASRConfig(model=asr_model, device=device, cpu_threads=threads),
-                                torch_threads=threads)
+                                torch_threads=threads, sec_backend=sec_backend)
     except (BundleError, FileNotFoundError, RuntimeError) as exc:
         print(f"emostream: {exc}", file=sys.stderr)
         return 2

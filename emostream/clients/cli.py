@@ -34,7 +34,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         print("emostream classify: give one or more FILEs, or --sample for the bundled demo clips", file=sys.stderr)
         return 2
     return classify_files(files, fmt=args.format, model=args.model, asr_model=args.asr_model,
-                          device=args.compute, threads=args.threads)
+                          device=args.compute, threads=args.threads, sec_backend=args.sec_backend)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -62,6 +62,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+BACKENDS = ("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime", "torch")  # engine.backends.BACKENDS, without importing torch
+
+
 def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="emostream bundle (stem, .json or directory); default: the shipped model")
     p.add_argument("--asr-model", default=None,
@@ -70,6 +73,9 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compute", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where the ASR runs (default: auto = CUDA when CTranslate2 sees a GPU)")
     p.add_argument("--threads", type=int, default=_threads(), help="CPU threads for the models (default: %(default)s)")
+    p.add_argument("--sec-backend", default="auto", choices=BACKENDS,
+                   help="how the SEC encoder runs (default auto: TensorRT > ONNX Runtime CUDA > ONNX Runtime CPU > "
+                        "torch, whichever works here first)")
 
 
 def _listen_parser(sub) -> None:
@@ -178,6 +184,12 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     return 1
 
 
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from emostream.clients.compile import compile_backend
+
+    return compile_backend(args.backend, args.model, args.cache, args.fp32, args.rebuild, args.threads)
+
+
 def _cmd_devices(args: argparse.Namespace) -> int:
     from emostream.streaming.sources import SourceError, list_input_devices
 
@@ -220,6 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     _listen_parser(sub)
     _subscribe_parser(sub)
+    p = sub.add_parser("compile", help="build and cache the SEC encoder for a backend (TensorRT, ONNX Runtime)",
+                       description="Export the SEC encoder to ONNX and, for tensorrt, build a TensorRT engine "
+                                   "(dynamic length 0.1-30 s, FP16 unless it moves probabilities by more than 0.02, "
+                                   "then FP32). Artefacts are cached under $EMOSTREAM_CACHE or ~/.cache/emostream, "
+                                   "keyed by model, GPU, TensorRT version, shape profile and precision, so later starts "
+                                   "load them instead of building. Then checks the result against torch on the demo clips.")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help="default: auto (the one listen would pick)")
+    p.add_argument("--model", default=None, help="emostream bundle; default: the shipped model")
+    p.add_argument("--cache", default=None, help="cache directory (default: $EMOSTREAM_CACHE or ~/.cache/emostream)")
+    p.add_argument("--fp32", action="store_true", help="TensorRT: build FP32 even where FP16 would pass")
+    p.add_argument("--rebuild", action="store_true", help="TensorRT: rebuild even if a cached engine exists")
+    p.add_argument("--threads", type=int, default=_threads())
+    p.set_defaults(func=_cmd_compile)
+
     p = sub.add_parser("devices", help="list audio input devices", description="List the input devices "
                        "PortAudio sees (index, name, channels, default rate); `listen --device` takes the index "
                        "or a unique part of the name. The default input is marked with *.")

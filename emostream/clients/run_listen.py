@@ -83,7 +83,7 @@ def run_listen(args: argparse.Namespace) -> int:
         with console.status("loading models…", spinner="dots") if live_view else _nothing():
             recognizer = Recognizer(args.model, ASRConfig(model=args.asr_model, device=args.compute,
                                                           cpu_threads=args.threads),
-                                    torch_threads=max(1, args.threads // 2))
+                                    torch_threads=max(1, args.threads // 2), sec_backend=args.sec_backend)
             warm_up(recognizer)
     except (BundleError, FileNotFoundError, RuntimeError, OSError) as exc:
         stderr(f"cannot load the models: {exc}")

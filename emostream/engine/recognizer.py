@@ -66,12 +66,18 @@ def load_sec(bundle: Bundle) -> SECModel:
 
 class Recognizer:
     def __init__(self, bundle: Bundle | str | Path | None = None, asr: ASRConfig | None = None,
-                 torch_threads: int | None = None) -> None:
+                 torch_threads: int | None = None, sec_backend: str = "auto",
+                 cache_dir: str | Path | None = None) -> None:
+        """``sec_backend``: auto | tensorrt | onnxruntime-cuda | onnxruntime | torch (see engine/backends)."""
+        from emostream.engine.backends import make_sec_backend
+
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         if torch_threads:
             torch.set_num_threads(torch_threads)
         m = self.bundle.manifest
         self.sec_model = load_sec(self.bundle)
+        self.sec_backend = make_sec_backend(sec_backend, self.sec_model, threads=torch.get_num_threads(),
+                                            cache_dir=cache_dir)
         self.asr = SpeechRecognizer(asr)
         self.text_encoder = TextEncoder()
         self.text_encoder.load_tuned(self.bundle.part("text"))
@@ -82,7 +88,8 @@ class Recognizer:
         self.fusion.load_state_dict(self.bundle.part("fusion"))
         self.fusion.eval()
         self.model_ids = {"emostream": self.bundle.model_id, "asr": self.asr.model_id,
-                          "sec": m["sec"]["model_id"], "text": m["text"]["model_id"]}
+                          "sec": m["sec"]["model_id"], "text": m["text"]["model_id"],
+                          "sec_backend": self.sec_backend.name}
 
     def close(self) -> None:
         """Free the ASR model now, on this thread. Left to interpreter shutdown, CTranslate2's
@@ -91,9 +98,8 @@ class Recognizer:
 
     # --- stages (each usable alone) -------------------------------------------------------------
     def sec(self, waveform: np.ndarray) -> SECOutput:
-        with torch.inference_mode():
-            emb, logits = self.sec_model(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None])
-        return SECOutput(emb[0].numpy(), logits[0].numpy())
+        emb, logits = self.sec_backend(waveform)
+        return SECOutput(np.asarray(emb, np.float32), np.asarray(logits, np.float32))
 
     def transcribe(self, waveform: np.ndarray) -> Transcript:
         return self.asr.transcribe(waveform)

@@ -1,0 +1,29 @@
+"""The reference backend: the PyTorch SEC module itself, eager, on CPU or CUDA."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class TorchSEC:
+    def __init__(self, sec_model, threads: int | None = None, device: str = "cpu") -> None:
+        if device == "cuda" and not torch.cuda.is_available():
+            from emostream.engine.backends import BackendUnavailable
+
+            raise BackendUnavailable("torch has no CUDA device (CPU build or no GPU)")
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.model = sec_model.to(self.device).eval()
+        self.name = "torch"  # on CUDA when torch sees a GPU; describe() says which
+
+    def __call__(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None].to(self.device)
+        with torch.inference_mode():
+            emb, logits = self.model(x)
+        return emb[0].float().cpu().numpy(), logits[0].float().cpu().numpy()
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "device": str(self.device), "torch": torch.__version__,
+                "threads": torch.get_num_threads()}
