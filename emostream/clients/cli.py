@@ -153,14 +153,24 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
 
 def _cmd_subscribe(args: argparse.Namespace) -> int:
-    from emostream.clients.sinks import event_line
-    from emostream.clients.subscriber import EmotionEvent, Subscriber
+    from emostream.clients.subscriber import Subscriber
 
     try:
         sub = Subscriber(args.endpoint, streams=args.stream or None, status=args.status, timeout_s=args.timeout)
     except ValueError as exc:
         print(f"emostream subscribe: {exc}", file=sys.stderr)
         return 2
+    try:
+        return _print_events(sub, args)
+    except BrokenPipeError:  # `emostream subscribe | head`: the reader is done
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _print_events(sub, args: argparse.Namespace) -> int:
+    from emostream.clients.sinks import event_line
+    from emostream.clients.subscriber import EmotionEvent
+
     seen = 0
     with sub:
         for event in sub:
@@ -188,6 +198,26 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     from emostream.clients.compile import compile_backend
 
     return compile_backend(args.backend, args.model, args.cache, args.fp32, args.rebuild, args.threads)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from emostream.benchmarks.suite import BenchConfig, print_summary, run_bench
+
+    if args.compare:
+        from emostream.benchmarks.compare import print_comparison
+
+        for path in args.compare:
+            if not Path(path).is_file():
+                print(f"emostream bench: no such results file: {path}", file=sys.stderr)
+                return 2
+        return print_comparison(Path(args.compare[0]), Path(args.compare[1]))
+    kw = {"out": Path(args.out), "threads": args.threads, "sec_backend": args.sec_backend}
+    cfg = BenchConfig.quick_config(**kw) if args.quick else BenchConfig(**kw)
+    if args.max_streams is not None:
+        cfg.max_streams = args.max_streams
+    results = run_bench(cfg)
+    print_summary(results, cfg.out)
+    return 0
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
@@ -245,6 +275,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="TensorRT: rebuild even if a cached engine exists")
     p.add_argument("--threads", type=int, default=_threads())
     p.set_defaults(func=_cmd_compile)
+
+    p = sub.add_parser("bench", help="latency benchmarks: stages per backend, utterances vs baseline, streams",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Measure on real utterances (espeak-ng sentences, RAVDESS clips when ../shared/data "
+                                   "exists): per-stage latency per SEC backend (median/p95/p99, real-time factor), "
+                                   "VAD close -> published per utterance for emostream, its branches run sequentially, "
+                                   "and a RealtimeSTT-style baseline (ASR then text-only emotion), and real-time streams "
+                                   "1, 2, 4 ... until the machine falls behind. Writes results.json and two PNGs.",
+                       epilog="examples:\n  emostream bench --quick                   under 5 minutes on 2 CPU cores\n"
+                              "  emostream bench --out runs/bench/full\n"
+                              "  emostream bench --compare old/results.json new/results.json")
+    p.add_argument("--quick", action="store_true", help="fewer utterances, repetitions and streams")
+    p.add_argument("--out", default="runs/bench", help="directory for results.json and the PNGs (default %(default)s)")
+    p.add_argument("--threads", type=int, default=_threads(), help="CPU threads (ASR all, SEC/text half, as listen)")
+    p.add_argument("--sec-backend", default="auto", choices=BACKENDS, help="SEC backend for the pipeline sections")
+    p.add_argument("--max-streams", type=int, default=None, help="stop the stream scaling here (default 4 quick, 8)")
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), default=None,
+                   help="print new/old ratios of every median/p95/p99 in two results.json files, run nothing")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("devices", help="list audio input devices", description="List the input devices "
                        "PortAudio sees (index, name, channels, default rate); `listen --device` takes the index "

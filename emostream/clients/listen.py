@@ -43,8 +43,24 @@ class UsageError(ValueError):
 
 
 def _sanitize(name: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:64]
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:56]  # room for a "-NN" suffix
     return cleaned or "stream"
+
+
+def _unique(ids: list[str]) -> list[str]:
+    """take, take, take-2 -> take, take-3, take-2: later duplicates get the first free suffix."""
+    taken, out = set(ids), []
+    seen: set[str] = set()
+    for sid in ids:
+        if sid in seen:
+            n = 2
+            while f"{sid}-{n}" in taken:
+                n += 1
+            sid = f"{sid}-{n}"
+            taken.add(sid)
+        seen.add(sid)
+        out.append(sid)
+    return out
 
 
 def parse_inputs(opts: ListenOptions) -> list[InputSpec]:
@@ -76,10 +92,8 @@ def parse_inputs(opts: ListenOptions) -> list[InputSpec]:
             if not path.is_file():
                 raise UsageError(f"no such file: {value} (inputs are files, '-' for stdin, or mic[:DEVICE])")
             specs.append(InputSpec("file", str(path), stream_id or _sanitize(path.stem)))
-    ids = [s.stream_id for s in specs]
-    for i, spec in enumerate(specs):  # two files named alike: a.wav, a.wav -> a, a-2
-        if ids[:i].count(spec.stream_id):
-            specs[i] = InputSpec(spec.kind, spec.target, f"{spec.stream_id}-{ids[:i].count(spec.stream_id) + 1}")
+    ids = _unique([s.stream_id for s in specs])
+    specs = [InputSpec(s.kind, s.target, sid) for s, sid in zip(specs, ids)]
     if sum(s.kind == "stdin" for s in specs) > 1:
         raise UsageError("stdin can be read by one input only")
     return specs

@@ -30,7 +30,7 @@ class Publisher:
         self.sent = 0
         self.send_failures = 0
         self._lock = threading.Lock()  # ZeroMQ sockets are not thread-safe; results and heartbeats share this one
-        self._context = zmq.Context.instance()
+        self._context = zmq.Context()  # our own, so close() can wait (up to linger) for queued messages
         self._socket = self._context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
@@ -38,9 +38,12 @@ class Publisher:
             self._socket.bind(endpoint)
         except zmq.ZMQError as exc:
             self._socket.close(0)
+            self._context.term()
             hint = " (another emostream may be publishing there; pick another port with --publish)" \
                 if exc.errno == zmq.EADDRINUSE else ""
             raise PublisherError(f"cannot publish on {endpoint}: {exc}{hint}") from exc
+        if endpoint.endswith(":*"):  # the OS picked a free port: say which
+            self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         if endpoint.startswith("tcp://") and not endpoint.startswith(("tcp://127.", "tcp://localhost", "tcp://[::1]")):
             log.warning("publishing on %s: reachable from other machines", endpoint)
         log.info("publishing on %s", endpoint)
@@ -66,3 +69,4 @@ class Publisher:
             if self._socket is not None:
                 self._socket.close()
                 self._socket = None
+                self._context.term()  # returns once queued messages are out or the linger time is up

@@ -31,7 +31,7 @@ def run_listen(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from emostream.clients.publisher import Publisher, PublisherError
-    from emostream.streaming.pipeline import Pipeline, PipelineConfig
+    from emostream.streaming.pipeline import PipelineConfig
     from emostream.streaming.segmenter import SegmenterConfig
     from emostream.streaming.sources import SourceError, resolve_input_device
 
@@ -65,11 +65,16 @@ def run_listen(args: argparse.Namespace) -> int:
             s.close()
         return 2
 
-    try:  # bind before loading models: a port in use should fail in milliseconds
+    sinks = []
+    try:  # cheap checks before the slow model load: the log file, then the port
+        if args.jsonl:
+            from emostream.clients.sinks import JsonlSink
+
+            sinks.append(JsonlSink(args.jsonl))
         publisher = Publisher(args.publish)
-    except PublisherError as exc:
+    except (OSError, PublisherError) as exc:
         stderr(str(exc))
-        for s in sources.values():
+        for s in list(sources.values()) + sinks:
             s.close()
         return 2
 
@@ -87,19 +92,24 @@ def run_listen(args: argparse.Namespace) -> int:
             warm_up(recognizer)
     except (BundleError, FileNotFoundError, RuntimeError, OSError) as exc:
         stderr(f"cannot load the models: {exc}")
-        publisher.close()
+        for s in list(sources.values()) + sinks + [publisher]:
+            s.close()
         return 2
+    try:  # from here on the ASR model must be freed before the interpreter exits (see Recognizer.close)
+        return _start(args, specs, opts, sources, sinks, publisher, recognizer, console, live_view, config)
+    finally:
+        recognizer.close()
 
-    sinks = []
+
+def _start(args, specs, opts, sources, sinks, publisher, recognizer, console, live_view, config) -> int:
+    from emostream.streaming.pipeline import Pipeline
+    from emostream.streaming.sources import SourceError
+
     try:
-        if args.jsonl:
-            from emostream.clients.sinks import JsonlSink
-
-            sinks.append(JsonlSink(args.jsonl))
-        for spec in specs:
+        for spec in specs:  # microphones open last: no audio piles up while the models load
             if spec.kind == "microphone":
                 sources[spec.stream_id] = open_source(spec, opts)
-    except (SourceError, OSError) as exc:
+    except SourceError as exc:
         stderr(str(exc))
         for s in list(sources.values()) + sinks + [publisher]:
             s.close()
@@ -112,6 +122,12 @@ def run_listen(args: argparse.Namespace) -> int:
 
         monitor = Monitor(", ".join(s.description for s in ordered) + f" → {args.publish}", console=console)
         sinks.append(monitor)
+        from rich.logging import RichHandler
+
+        root = logging.getLogger()  # warnings print above the live view instead of through it
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        root.addHandler(RichHandler(console=console, show_time=False, show_path=False))
     elif not args.quiet:
         from emostream.clients.sinks import LineSink
 
@@ -143,7 +159,6 @@ def _run(pipeline, recognizer, monitor, args: argparse.Namespace) -> int:
         sys.stdout.flush()
         os._exit(130)  # model threads may still be running: skip the interpreter's teardown of them
     final = pipeline.status_message("stopped")
-    recognizer.close()
     if not args.quiet:
         print(_summary(final), file=sys.stderr, flush=True)
     # source errors were already logged by the pipeline (stderr), so they are not printed twice

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -50,11 +51,16 @@ class LineSink:
     """Plain text lines, one per emotion event: what `listen` prints when stdout is not a terminal."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        self._stream = stream or sys.stdout
+        self._stream: TextIO | None = stream or sys.stdout
 
     def emit(self, topic: str, message: dict[str, Any]) -> None:
-        if message.get("type") == "emotion":
-            print(event_line(message), file=self._stream, flush=True)
+        if message.get("type") == "emotion" and self._stream is not None:
+            try:
+                print(event_line(message), file=self._stream, flush=True)
+            except BrokenPipeError:  # `listen | head`: the reader left; keep publishing, stop printing
+                self._stream = None
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
 
     def close(self) -> None:
         pass

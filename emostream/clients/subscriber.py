@@ -111,16 +111,18 @@ class Subscriber:
         topic = frames[0].decode(errors="replace")
         try:
             message = json.loads(frames[1])
+            if not isinstance(message, dict):
+                raise ValueError(f"expected a JSON object, got {type(message).__name__}")
             if self.validate_messages:
                 validate(message)
-        except (ValueError, MessageError) as exc:
+            now = time.time()
+            if message.get("type") == "status":
+                return StatusEvent.from_message(topic, message, now)
+            event = EmotionEvent.from_message(topic, message, now)
+        except (ValueError, KeyError, TypeError, MessageError) as exc:
             self.invalid += 1
             log.warning("skipping a message on %r that is not an emostream v1 event: %s", topic, exc)
             return None
-        now = time.time()
-        if message.get("type") == "status":
-            return StatusEvent.from_message(topic, message, now)
-        event = EmotionEvent.from_message(topic, message, now)
         if self._streams is not None and event.stream_id not in self._streams:  # topic match is a prefix match
             return None
         last = self._last_seq.get(event.stream_id)

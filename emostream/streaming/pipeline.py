@@ -4,7 +4,8 @@ Threads: one per source (read, segment, enqueue), ``workers`` model workers (def
 with a helper thread for the SEC branch, and a heartbeat thread. Models are loaded once (the
 Recognizer) and shared by every stream. The queue between segmenters and workers holds at most
 ``max_pending`` utterances; when the machine cannot keep up the oldest pending one is dropped,
-counted per stream and reported in status, so latency stays bounded. Stopping (``stop()``, e.g.
+counted per stream and reported in status, so latency stays bounded. Inputs that are not live (a
+file read with ``--fast``) wait for room instead: nothing is gained by dropping them. Stopping (``stop()``, e.g.
 on Ctrl-C) makes sources close their open utterance; the workers finish what is queued, publish
 it, then sinks are closed.
 """
@@ -80,6 +81,7 @@ class Pipeline:
             self.stats.add_stream(s.stream_id, s.description)
         self._stop = threading.Event()
         self._sources_done = threading.Event()
+        self._done = threading.Event()
         self._emit_lock = threading.Lock()
         self._status_seq = 0
         self._started = time.monotonic()
@@ -116,6 +118,7 @@ class Pipeline:
         finally:
             self._sources_done.set()
             self._stop.set()
+            self._done.set()
             heartbeat.join(2.0)
             self._emit(STATUS_TOPIC, self.status_message("stopped"))
             for sink in self.sinks:
@@ -126,8 +129,11 @@ class Pipeline:
         return len(self.errors)
 
     # --- threads --------------------------------------------------------------------------------
-    def _enqueue(self, utterance: Utterance) -> None:
+    def _enqueue(self, utterance: Utterance, live: bool = True) -> None:
         self.stats.bump(utterance.stream_id, "utterances")
+        if not live:
+            self.queue.put_wait(utterance)
+            return
         evicted = self.queue.put(utterance)
         if evicted is not None:
             self.stats.bump(evicted.stream_id, "dropped")
@@ -137,9 +143,10 @@ class Pipeline:
     def _run_source(self, source: AudioSource) -> None:
         segmenter = self.segmenters[source.stream_id]
         try:
+            live = getattr(source, "live", True)
             for chunk in source.chunks(self._stop):
                 for utterance in segmenter.feed(chunk):
-                    self._enqueue(utterance)
+                    self._enqueue(utterance, live)
             self.stats.set_state(source.stream_id, "ended")
         except SourceError as exc:
             self.errors.append(str(exc))
@@ -151,7 +158,7 @@ class Pipeline:
             log.exception("source %s failed", source.stream_id)
         finally:
             for utterance in segmenter.flush():
-                self._enqueue(utterance)
+                self._enqueue(utterance, getattr(source, "live", True))
             source.close()
 
     def _run_worker(self) -> None:
@@ -172,7 +179,8 @@ class Pipeline:
                     log.exception("utterance %s#%d failed", utterance.stream_id, utterance.seq)
 
     def _run_heartbeat(self) -> None:
-        while not self._stop.wait(self.config.status_interval_s):
+        # keeps beating while queued work drains after stop() (state "stopping")
+        while not self._done.wait(self.config.status_interval_s):
             self._emit(STATUS_TOPIC, self.status_message("running"))
 
     # --- one utterance --------------------------------------------------------------------------
@@ -195,12 +203,11 @@ class Pipeline:
         t_asr0 = time.perf_counter()
         try:
             transcript = rec.transcribe(wave)
-        finally:
             t_asr1 = time.perf_counter()
-            # wait for SEC even if ASR failed: it runs on this worker's pool
+            tec = rec.text(transcript.text)
+            t_text = time.perf_counter()
+        finally:  # wait for SEC even if ASR failed: it runs on this worker's pool
             sec, sec_span = sec_future.result() if self.config.concurrent_branches else sec_done
-        tec = rec.text(transcript.text)
-        t_text = time.perf_counter()
         branches_end = max(t_text, sec_span[1])
         probs, valence, arousal = rec.fuse(sec, tec, transcript.confidence)
         t_fused = time.perf_counter()
@@ -231,7 +238,9 @@ class Pipeline:
 
     # --- status ---------------------------------------------------------------------------------
     def status_message(self, state: str) -> dict[str, Any]:
-        self._status_seq += 1
+        with self._emit_lock:
+            self._status_seq += 1
+            seq = self._status_seq
         streams = {}
         with self.stats.lock:
             for sid, st in self.stats.streams.items():
@@ -244,7 +253,7 @@ class Pipeline:
             state = "stopping"
         return {
             "schema": STATUS_SCHEMA_ID, "schema_version": SCHEMA_VERSION, "type": "status",
-            "seq": self._status_seq, "state": state,
+            "seq": seq, "state": state,
             "uptime_s": round(time.monotonic() - self._started, 3), "published_at": time.time(),
             "streams": streams,
             "queue": {"depth": len(self.queue), "capacity": self.queue.capacity, "dropped": self.queue.dropped,

@@ -34,12 +34,24 @@ class DropOldestQueue(Generic[T]):
             self._cond.notify()
             return evicted
 
+    def put_wait(self, item: T) -> None:
+        """Block until there is room: for inputs that are not live (a file read as fast as possible),
+        where waiting costs nothing and dropping would lose most of the recording."""
+        with self._cond:
+            while len(self._items) >= self.capacity:
+                self._cond.wait(0.1)
+            self._items.append(item)
+            self.high_water = max(self.high_water, len(self._items))
+            self._cond.notify_all()
+
     def get(self, timeout: float | None = None) -> T | None:
         """The oldest item, or None if nothing arrived within ``timeout`` seconds."""
         with self._cond:
             if not self._items:
                 self._cond.wait(timeout)
-            return self._items.popleft() if self._items else None
+            item = self._items.popleft() if self._items else None
+            self._cond.notify_all()  # a put_wait may be waiting for this room
+            return item
 
     def __len__(self) -> int:
         with self._cond:

@@ -43,6 +43,8 @@ class SegmenterConfig:
             raise ValueError(f"start_ratio must be in (0, 1], got {self.start_ratio}")
         if self.end_silence_ms < self.frame_ms:
             raise ValueError(f"end_silence_ms must be at least one frame ({self.frame_ms} ms), got {self.end_silence_ms}")
+        if self.min_speech_ms < 0:
+            raise ValueError(f"min_speech_ms must be non-negative, got {self.min_speech_ms}")
         if self.start_ms < self.frame_ms or self.pre_roll_ms < 0:
             raise ValueError("start_ms must be at least one frame and pre_roll_ms non-negative")
         if not 0.5 <= self.max_utterance_s <= 30:
@@ -144,6 +146,8 @@ class Segmenter:
         self._active = None
         self._voiced = 0
         self._silence_run = 0
+        if not frames:  # the stream ended right after a forced cut
+            return None
         if voiced * self.config.frame_ms < self.config.min_speech_ms:
             self.stats["too_short"] += 1
             return None

@@ -89,6 +89,7 @@ def test_sigterm_finishes_the_utterance_in_progress(dialogue, endpoint):
     (["--input", "-", "--rate", "16000", "--channels", "0"], 2, "unsupported channel count 0"),
     (["--input", "bad id=x.wav"], 2, "stream id 'bad id'"),
     (["--max-utterance-s", "90"], 2, "max_utterance_s must be within"),
+    (["--jsonl", "/no/such/dir/events.jsonl"], 2, "cannot write the event log"),
 ])
 def test_bad_flags_and_inputs_fail_fast_and_clearly(args, code, message):
     proc = run("listen", "--quiet", *args, timeout=120)
@@ -143,3 +144,29 @@ def test_dialogue_system_example_reacts_to_each_utterance(dialogue, endpoint):
     assert example.returncode == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 4 and all(" -> " in line and line.startswith("dialogue #") for line in lines)
+
+
+def test_stream_ids_stay_unique_and_within_the_schema(tmp_path):
+    from emostream.clients.listen import ListenOptions, parse_inputs
+
+    (tmp_path / "x").mkdir()
+    long = "a" * 80 + ".wav"
+    for name in ("take.wav", "x/take.wav", "take-2.wav", long, "x/" + long):
+        (tmp_path / name).write_bytes(b"")
+    specs = parse_inputs(ListenOptions(inputs=[str(tmp_path / n) for n in
+                                               ("take.wav", "x/take.wav", "take-2.wav", long, "x/" + long)]))
+    ids = [s.stream_id for s in specs]
+    assert len(set(ids)) == len(ids) and ids[:3] == ["take", "take-3", "take-2"]
+    assert all(len(i) <= 64 for i in ids)
+
+
+def test_subscribe_into_a_pipe_that_closes_early_is_quiet(dialogue, endpoint, tmp_path):
+    err = tmp_path / "err.txt"
+    reader = subprocess.Popen(f"{sys.executable} -m emostream.clients.cli subscribe --endpoint {endpoint} "
+                              f"--count 4 --timeout 120 2>{err} | head -1", shell=True, stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    listen = run("listen", "--input", dialogue.path, "--fast", "--quiet", "--publish", endpoint, "--threads", "2")
+    assert listen.returncode == 0, listen.stderr
+    out, _ = reader.communicate(timeout=60)
+    assert out.startswith("[dialogue #1")
+    assert "Traceback" not in err.read_text() and "BrokenPipe" not in err.read_text()

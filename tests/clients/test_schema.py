@@ -61,6 +61,7 @@ def test_built_message_validates_and_broken_ones_name_the_field():
     del bad["transcript"]
     with pytest.raises(MessageError, match="transcript"):
         validate(bad)
+    validate({**m, "speaker": "alice", "utterance": {**m["utterance"], "snr_db": 21.5}})  # 1.x additions pass
     with pytest.raises(MessageError, match="unknown schema"):
         validate({**m, "schema": "urn:emostream:schema:emotion:2"})
 
@@ -73,6 +74,7 @@ def test_subscriber_skips_foreign_messages_counts_gaps_and_times_out(endpoint):
 
         def send():
             pub.send_multipart([b"emotion.desk", b"not json"])
+            pub.send_multipart([b"emotion.desk", b"[1, 2]"])
             pub.send_multipart([b"emotion.desk", json.dumps({"hello": 1}).encode()])
             for seq in (1, 2, 5):
                 pub.send_multipart([b"emotion.desk", json.dumps(sample_message(seq)).encode()])
@@ -80,7 +82,7 @@ def test_subscriber_skips_foreign_messages_counts_gaps_and_times_out(endpoint):
         threading.Thread(target=send).start()
         got = [sub.recv(), sub.recv(), sub.recv()]
         assert [e.seq for e in got] == [1, 2, 5] and got[0].label == "happy"
-        assert sub.invalid == 2 and sub.missed == {"desk": 2}
+        assert sub.invalid == 3 and sub.missed == {"desk": 2}
         t0 = time.monotonic()
         with pytest.raises(TimeoutError, match="no emostream message"):
             sub.recv(timeout_s=0.3)

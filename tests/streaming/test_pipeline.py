@@ -96,9 +96,12 @@ def test_several_inputs_share_the_models_and_keep_their_ids(recognizer, dialogue
 
 
 def test_falling_behind_drops_the_oldest_and_reports_it(recognizer, dialogue):
+    """A live input that delivers faster than the models go (here: the file read at full speed but
+    marked live, like a device catching up after a stall) must drop, not queue without bound."""
     sink = Collect()
-    pipeline = Pipeline(recognizer, [FileSource(dialogue.path, "fast", realtime=False)], [sink],
-                        PipelineConfig(max_pending=1))
+    burst = FileSource(dialogue.path, "fast", realtime=False)
+    burst.live = True
+    pipeline = Pipeline(recognizer, [burst], [sink], PipelineConfig(max_pending=1))
     run_in_thread(pipeline)
     final = [m for t, m in sink.messages if m["type"] == "status"][-1]
     st = final["streams"]["fast"]
@@ -141,7 +144,8 @@ def test_slow_and_absent_subscribers_never_stall_the_pipeline(recognizer, dialog
 
 def test_stop_finishes_and_publishes_the_utterance_in_progress(recognizer, dialogue):
     sink = Collect()
-    pipeline = Pipeline(recognizer, [FileSource(dialogue.path, "live", realtime=True)], [sink])
+    pipeline = Pipeline(recognizer, [FileSource(dialogue.path, "live", realtime=True)], [sink],
+                        PipelineConfig(status_interval_s=0.1))
     second_start, second_end = dialogue.spans[1]
     stop_at = (second_start + second_end) / 2
     threading.Timer(stop_at, pipeline.stop).start()
@@ -151,6 +155,8 @@ def test_stop_finishes_and_publishes_the_utterance_in_progress(recognizer, dialo
     cut = emotions[1]["utterance"]
     assert second_start - 0.5 < cut["start_s"] < second_start and cut["end_s"] < second_end
     assert cut["end_s"] == pytest.approx(stop_at, abs=0.5)
+    states = [m["state"] for _, m in sink.messages if m["type"] == "status"]
+    assert "stopping" in states and states[-1] == "stopped"  # heartbeats go on while the last one is processed
 
 
 def test_a_broken_sink_does_not_stop_the_others(recognizer, dialogue):
@@ -209,3 +215,11 @@ def test_noise_between_sentences_does_not_derail_the_stream(recognizer, dialogue
     # the noise burst either is not an utterance or is published with no words (the SEC side alone)
     assert all(m["transcript"] == "" for m in emotions if m not in spoken)
     assert [m["seq"] for m in emotions] == list(range(1, len(emotions) + 1))
+
+
+def test_a_file_read_as_fast_as_possible_waits_instead_of_dropping(recognizer, dialogue):
+    sink = Collect()
+    run_in_thread(Pipeline(recognizer, [FileSource(dialogue.path, "f", realtime=False)], [sink],
+                           PipelineConfig(max_pending=1)))
+    final = [m for _, m in sink.messages if m["type"] == "status"][-1]["streams"]["f"]
+    assert final["dropped"] == 0 and final["published"] == final["utterances"] == len(dialogue.sentences)

@@ -17,3 +17,11 @@ def test_get_wakes_on_put_from_another_thread():
     q: DropOldestQueue[str] = DropOldestQueue(1)
     threading.Timer(0.05, q.put, args=("x",)).start()
     assert q.get(timeout=5) == "x"
+
+
+def test_put_wait_blocks_until_there_is_room_and_drops_nothing():
+    q: DropOldestQueue[int] = DropOldestQueue(1)
+    q.put_wait(1)
+    threading.Timer(0.2, q.get, args=(0,)).start()  # frees the slot a little later
+    q.put_wait(2)  # returns only then
+    assert q.get(0) == 2 and q.dropped == 0

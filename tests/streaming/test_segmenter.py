@@ -80,7 +80,17 @@ def test_short_bursts_are_dropped_and_counted(speech):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"frame_ms": 25}, "frame_ms"), ({"aggressiveness": 4}, "aggressiveness"),
-    ({"max_utterance_s": 60}, "max_utterance_s"), ({"end_silence_ms": 5}, "end_silence_ms")])
+    ({"max_utterance_s": 60}, "max_utterance_s"), ({"end_silence_ms": 5}, "end_silence_ms"),
+    ({"min_speech_ms": -1}, "min_speech_ms")])
 def test_bad_configuration_is_refused_with_the_name(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SegmenterConfig(**kwargs)
+
+
+def test_stream_ending_right_after_a_forced_cut_adds_nothing(dialogue):
+    start, end = dialogue.spans[0]
+    speech = dialogue.audio[int(start * 16000): int(start * 16000) + 16000 * 3 // 2 * 2]  # exactly 2 x 1.5 s
+    utts, seg = segment(speech, SegmenterConfig(max_utterance_s=1.5, end_silence_ms=2000, start_ms=30,
+                                                pre_roll_ms=0, min_speech_ms=0), chunk=len(speech))
+    assert all(u.samples.size for u in utts)
+    assert seg.stats["too_short"] == 0

@@ -23,6 +23,7 @@ class AudioSource(ABC):
     """
 
     kind = "source"
+    live = True  # audio arrives at its own pace (a microphone); False: we read it as fast as we like
 
     def __init__(self, stream_id: str, description: str) -> None:
         self.stream_id = stream_id

@@ -22,6 +22,7 @@ class FileSource(AudioSource):
         path = Path(path)
         super().__init__(stream_id, str(path))
         self.realtime = realtime
+        self.live = realtime  # read as fast as possible: the pipeline waits for room instead of dropping
         if not path.is_file():
             raise SourceError(f"no such file: {path}")
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import stat
 import sys
 import threading
 from collections.abc import Iterator
@@ -39,6 +40,8 @@ class StdinSource(AudioSource):
             self._fd: int | None = self._stream.fileno()
         except (AttributeError, OSError, ValueError):
             self._fd = None
+        # `< recording.raw` is a file read at disk speed; a pipe (arecord, ffmpeg -re) is treated as live
+        self.live = not (self._fd is not None and stat.S_ISREG(os.fstat(self._fd).st_mode))
 
     def _read(self, stop: threading.Event) -> bytes | None:
         """Up to one block of bytes; b'' at end of input; None if stopped while waiting."""

@@ -1,0 +1,69 @@
+"""The benchmark's pictures: latency CDFs (per SEC backend; emostream vs baseline) and latency vs streams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _cdf(ax, values, label):
+    v = np.sort(np.asarray(values, dtype=float))
+    if v.size:
+        ax.step(v, np.arange(1, v.size + 1) / v.size, where="post", label=f"{label} (median {np.median(v):.0f} ms)")
+
+
+def latency_cdf(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, values in results["stages"]["raw_ms"].items():
+        if key.startswith("sec["):
+            _cdf(a, values, key[4:-1])
+    a.set_title("SEC encoder latency per backend")
+    a.set_xlabel("ms")
+    a.set_ylabel("fraction of runs")
+    for mode, values in results["utterances"]["raw_ms"].items():
+        _cdf(b, values, {"emostream": "emostream (SEC ‖ ASR→text)", "sequential": "emostream, branches sequential",
+                         "baseline": "baseline: ASR → text-only"}[mode])
+    b.set_title("VAD close → published, per utterance")
+    b.set_xlabel("ms")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"emostream bench · {results['machine']['cpus']} CPUs"
+                 + (f" · {results['machine']['cuda_gpu']}" if results["machine"].get("cuda_gpu") else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def latency_vs_streams(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["streams"]["runs"]
+    n = [r["streams"] for r in runs]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, style in (("median", "o-"), ("p95", "s--")):
+        ax.plot(n, [r["latency_ms"].get("vad_close_to_publish", {}).get(key, np.nan) for r in runs], style, label=key)
+    for r in runs:
+        if not r["keeps_up"]:
+            ax.annotate(f"falls behind\n({r['utterances']['dropped']} dropped)", (r["streams"],
+                        r["latency_ms"].get("vad_close_to_publish", {}).get("p95", 0)), fontsize=8, color="crimson")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(n, [str(x) for x in n])
+    ax.set_xlabel("concurrent real-time streams")
+    ax.set_ylabel("VAD close → published (ms)")
+    bound = "≥ " if results["streams"]["max_realtime_streams_is_lower_bound"] else ""
+    ax.set_title(f"Latency vs streams (max real-time: {bound}{results['streams']['max_realtime_streams']})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

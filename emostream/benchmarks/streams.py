@@ -1,0 +1,94 @@
+"""Real-time streams: ``vad_close_to_publish`` while 1, 2, 4, … recordings play at real-time pace
+into one pipeline (one model set, as ``listen --input a --input b …``), until it stops keeping up.
+
+Keeping up means: no utterance dropped by the drop-oldest queue, and the p95 wait in that queue
+under 1 s (a backlog that does not grow). The largest N that keeps up is the number of real-time
+streams this machine sustains. The single-stream run is repeated with the branches sequential
+(same recording, same models) for the concurrent / sequential ratio under real-time pacing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import soundfile as sf
+
+from emostream.benchmarks.runner import ratio, summarize
+from emostream.benchmarks.utterances import dialogue
+
+KEEP_UP_QUEUE_WAIT_P95_MS = 1000.0
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+
+    def emit(self, topic: str, message: dict) -> None:
+        self.messages.append(message)
+
+    def close(self) -> None:
+        pass
+
+
+def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concurrent: bool = True,
+                workers: int = 1) -> dict:
+    from emostream.clients.publisher import Publisher
+    from emostream.streaming.pipeline import Pipeline, PipelineConfig
+    from emostream.streaming.sources import FileSource
+
+    sink = _Collect()
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = []
+        for i in range(n_streams):
+            path = Path(tmp) / f"stream{i}.wav"
+            sf.write(path, dialogue(i, sentences), 16000)
+            sources.append(FileSource(path, f"s{i}", realtime=True))
+        audio_s = max(sf.info(str(Path(tmp) / f"stream{i}.wav")).duration for i in range(n_streams))
+        pipeline = Pipeline(recognizer, sources, [sink],
+                            PipelineConfig(concurrent_branches=concurrent, workers=workers), publisher=Publisher(endpoint))
+        t0 = time.monotonic()
+        thread = threading.Thread(target=pipeline.run)
+        thread.start()
+        thread.join()
+        wall = time.monotonic() - t0
+    emotions = [m for m in sink.messages if m["type"] == "emotion"]
+    final = [m for m in sink.messages if m["type"] == "status"][-1]
+    totals = {k: sum(st[k] for st in final["streams"].values()) for k in ("utterances", "published", "dropped", "failed")}
+    timings = {k: [m["timings_ms"][k] for m in emotions] for k in (emotions[0]["timings_ms"] if emotions else {})}
+    queue_wait = summarize(timings.get("queue_wait", []))
+    keeps_up = totals["dropped"] == 0 and totals["published"] > 0 and queue_wait.get("p95", 0) < KEEP_UP_QUEUE_WAIT_P95_MS
+    return {"streams": n_streams, "concurrent_branches": concurrent, "audio_s": round(audio_s, 1),
+            "wall_s": round(wall, 1), "utterances": totals, "keeps_up": keeps_up,
+            "utterance_s": summarize([m["utterance"]["duration_s"] * 1e3 for m in emotions]),
+            "latency_ms": {k: summarize(v) for k, v in timings.items()},
+            "raw_vad_close_to_publish_ms": timings.get("vad_close_to_publish", [])}
+
+
+def stream_scaling(recognizer, max_streams: int, sentences: int, endpoints, progress=None) -> dict:
+    runs = []
+    n = 1
+    while n <= max_streams:
+        run = run_streams(recognizer, n, sentences, next(endpoints))
+        runs.append(run)
+        if progress:
+            progress(n, run)
+        if not run["keeps_up"]:
+            break
+        n *= 2
+    sequential = run_streams(recognizer, 1, sentences, next(endpoints), concurrent=False)
+    if progress:
+        progress(1, sequential)
+    kept = [r["streams"] for r in runs if r["keeps_up"]]
+    single = runs[0]["latency_ms"]["vad_close_to_publish"]
+    return {
+        "runs": runs, "sequential_single_stream": sequential,
+        "max_realtime_streams": max(kept) if kept else 0,
+        "max_realtime_streams_is_lower_bound": bool(runs[-1]["keeps_up"]),
+        "keep_up_rule": f"no drops and p95 queue wait < {KEEP_UP_QUEUE_WAIT_P95_MS:.0f} ms",
+        "single_stream_concurrent_over_sequential": ratio(single,
+                                                          sequential["latency_ms"]["vad_close_to_publish"],
+                                                          ("median", "p95", "p99")),
+    }

@@ -1,0 +1,153 @@
+"""``emostream bench``: the latency suite. One run, one JSON file with every figure, two PNGs.
+
+    emostream bench --quick                 # < 5 min on 2 CPU cores
+    emostream bench --out runs/bench/full   # more utterances, repetitions and streams
+    emostream bench --compare old.json new.json
+
+Sections: (1) per-stage latency per SEC backend, (2) real-time streams until the machine stops
+keeping up, (3) concurrent vs sequential branches, (4) real-time factor and peak memory, (5) the
+RealtimeSTT-style baseline. Warm-up runs are excluded; repetitions are in the JSON ``config``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchConfig:
+    out: Path = Path("runs/bench")
+    quick: bool = False
+    threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    backends: tuple[str, ...] = ("torch", "onnxruntime", "onnxruntime-cuda", "tensorrt")
+    sec_backend: str = "auto"  # what the pipeline sections use, as listen would
+    utterances: int = 12
+    ravdess_clips: int = 8
+    warmup: int = 2
+    repeats: int = 5
+    max_streams: int = 8
+    stream_sentences: int = 8
+
+    @classmethod
+    def quick_config(cls, **kw) -> BenchConfig:
+        return cls(quick=True, utterances=6, ravdess_clips=4, warmup=1, repeats=3, max_streams=4,
+                   stream_sentences=4, **kw)
+
+
+def _endpoints():
+    while True:
+        yield "tcp://127.0.0.1:*"  # the publisher binds a free port
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_bench(cfg: BenchConfig) -> dict:
+    from emostream.benchmarks import plots, stages, streams
+    from emostream.benchmarks.runner import gpu_memory_mb, machine_info, peak_rss_mb
+    from emostream.benchmarks.utterances import bench_utterances
+    from emostream.clients.listen import warm_up
+    from emostream.engine.asr import ASRConfig
+    from emostream.engine.recognizer import Recognizer
+
+    t_start = time.monotonic()
+    sec_threads = max(1, cfg.threads // 2)
+    _say(f"loading models (ASR {cfg.threads} threads, SEC/text {sec_threads}, as `emostream listen` splits them)…")
+    recognizer = Recognizer(asr=ASRConfig(cpu_threads=cfg.threads), torch_threads=sec_threads,
+                            sec_backend=cfg.sec_backend)
+    warm_up(recognizer)
+    rss_models = peak_rss_mb()
+    utts = bench_utterances(cfg.utterances, cfg.ravdess_clips)
+    endpoints = _endpoints()
+    results: dict = {
+        "benchmark": "emostream bench", "version": 1,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine_info(),
+        "config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+                   "sec_threads": sec_threads, "asr_threads": cfg.threads,
+                   "pipeline_sec_backend": recognizer.sec_backend.name, "asr_model": recognizer.asr.model_id,
+                   "asr_compute": f"{recognizer.asr.device}/{recognizer.asr.compute_type}",
+                   "utterances": [{"name": u.name, "seconds": round(u.seconds, 2)} for u in utts],
+                   "note": "warm-up runs excluded; every figure is over warmup+repeats calls per utterance minus "
+                           "the warm-up"},
+    }
+
+    _say(f"[1/3] per-stage latency: {len(utts)} utterances × {cfg.repeats} runs per backend…")
+    done = itertools.count(1)
+    results["stages"] = stages.stage_latency(
+        recognizer, utts, list(cfg.backends), sec_threads, cfg.warmup, cfg.repeats,
+        progress=lambda: _say(f"      utterance {next(done)}/{len(utts)}"))
+    for name, why in results["stages"]["sec_backends_skipped"].items():
+        _say(f"      SEC backend {name} skipped: {why}")
+
+    _say(f"[2/3] per-utterance latency, emostream vs sequential vs baseline: {len(utts)} × {cfg.repeats}…")
+    done = itertools.count(1)
+    results["utterances"] = stages.utterance_latency(
+        recognizer, utts, next(endpoints), cfg.warmup, cfg.repeats,
+        progress=lambda: _say(f"      utterance {next(done)}/{len(utts)}"))
+
+    _say(f"[3/3] real-time streams (1, 2, 4 … ≤ {cfg.max_streams}), {cfg.stream_sentences} sentences each…")
+    results["streams"] = streams.stream_scaling(
+        recognizer, cfg.max_streams, cfg.stream_sentences, endpoints,
+        progress=lambda n, r: _say(f"      {n} stream(s){'' if r['concurrent_branches'] else ', sequential'}: "
+                                   f"{r['utterances']['published']}/{r['utterances']['utterances']} published, "
+                                   f"p95 {r['latency_ms'].get('vad_close_to_publish', {}).get('p95', float('nan')):.0f} ms"
+                                   f"{'' if r['keeps_up'] else ' — falls behind'}"))
+    results["memory"] = {"peak_rss_mb_after_loading": rss_models, "peak_rss_mb": peak_rss_mb(),
+                         "gpu_max_allocated_mb": gpu_memory_mb()}
+    results["wall_s"] = round(time.monotonic() - t_start, 1)
+    recognizer.close()
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    json_path = cfg.out / "results.json"
+    json_path.write_text(json.dumps(results, indent=1))
+    plots.latency_cdf(results, cfg.out / "latency_cdf.png")
+    plots.latency_vs_streams(results, cfg.out / "latency_vs_streams.png")
+    return results
+
+
+def print_summary(results: dict, out: Path) -> None:
+    st, ut, sm = results["stages"], results["utterances"], results["streams"]
+    print(f"emostream bench — {results['machine']['cpus']} CPUs, {results['machine'].get('cuda_gpu') or 'no GPU'}, "
+          f"{results['wall_s']:.0f} s")
+    print("per stage (ms)          median      p95      p99    real-time factor")
+    for k, v in st["stages_ms"].items():
+        print(f"  {k:20s} {v['median']:8.1f} {v['p95']:8.1f} {v['p99']:8.1f}    {st['real_time_factor'][k]:.4f}")
+    if "onnxruntime_over_torch" in st:
+        print(f"  SEC onnxruntime / torch: median {st['onnxruntime_over_torch']['median']:.3f}, "
+              f"p95 {st['onnxruntime_over_torch']['p95']:.3f}")
+    if "tensorrt_over_torch" in st:
+        print(f"  SEC tensorrt / torch: median {st['tensorrt_over_torch']['median']:.3f}")
+    for name, why in st["sec_backends_skipped"].items():
+        print(f"  (SEC {name} not run: {why})")
+    print("VAD close -> published, per utterance (ms)   median      p95      p99")
+    for k, v in ut["vad_close_to_publish_ms"].items():
+        print(f"  {k:40s} {v['median']:8.1f} {v['p95']:8.1f} {v['p99']:8.1f}")
+    print(f"  emostream / baseline: median {ut['emostream_over_baseline']['median']:.3f}, "
+          f"p95 {ut['emostream_over_baseline']['p95']:.3f};  emostream / sequential: median "
+          f"{ut['emostream_over_sequential']['median']:.3f}, p95 {ut['emostream_over_sequential']['p95']:.3f}")
+    print("real-time streams            published  dropped   median ms   p95 ms   keeps up")
+    for r in sm["runs"] + [sm["sequential_single_stream"]]:
+        lat = r["latency_ms"].get("vad_close_to_publish", {})
+        name = f"{r['streams']}{'' if r['concurrent_branches'] else ' (sequential)'}"
+        print(f"  {name:26s} {r['utterances']['published']:5d}/{r['utterances']['utterances']:<4d} "
+              f"{r['utterances']['dropped']:6d} {lat.get('median', float('nan')):11.1f} {lat.get('p95', float('nan')):8.1f}"
+              f"   {'yes' if r['keeps_up'] else 'no'}")
+    bound = "≥ " if sm["max_realtime_streams_is_lower_bound"] else ""
+    print(f"  max real-time streams: {bound}{sm['max_realtime_streams']} ({sm['keep_up_rule']}); single stream "
+          f"concurrent / sequential: median {sm['single_stream_concurrent_over_sequential']['median']:.3f}, "
+          f"p95 {sm['single_stream_concurrent_over_sequential']['p95']:.3f}")
+    m = results["memory"]
+    print(f"peak RSS {m['peak_rss_mb']:.0f} MB (models loaded: {m['peak_rss_mb_after_loading']:.0f} MB)"
+          + (f"; GPU {m['gpu_max_allocated_mb']:.0f} MB" if m["gpu_max_allocated_mb"] else ""))
+    print(f"wrote {out / 'results.json'}, {out / 'latency_cdf.png'}, {out / 'latency_vs_streams.png'}")
