@@ -37,7 +37,11 @@ def compare(old_path: Path, new_path: Path) -> list[tuple[str, str, float, float
 
 
 def print_comparison(old_path: Path, new_path: Path) -> int:
-    rows = compare(old_path, new_path)
+    try:
+        rows = compare(old_path, new_path)
+    except (OSError, ValueError) as exc:
+        print(f"emostream bench: cannot read the results files: {exc}")
+        return 2
     if not rows:
         print("no figures in common between the two result files")
         return 1

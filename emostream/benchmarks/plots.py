@@ -54,7 +54,9 @@ def latency_vs_streams(results: dict, path: Path) -> None:
         ax.plot(n, [r["latency_ms"].get("vad_close_to_publish", {}).get(key, np.nan) for r in runs], style, label=key)
     for r in runs:
         if not r["keeps_up"]:
-            ax.annotate(f"falls behind\n({r['utterances']['dropped']} dropped)", (r["streams"],
+            why = (f"{r['utterances']['dropped']} dropped" if r["utterances"]["dropped"] else
+                   f"{r['utterances']['failed']} failed" if r["utterances"]["failed"] else "queue wait ≥ 1 s")
+            ax.annotate(f"falls behind\n({why})", (r["streams"],
                         r["latency_ms"].get("vad_close_to_publish", {}).get("p95", 0)), fontsize=8, color="crimson")
     ax.set_xscale("log", base=2)
     ax.set_xticks(n, [str(x) for x in n])

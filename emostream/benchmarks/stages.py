@@ -32,9 +32,14 @@ def sec_backends(recognizer, names: list[str], threads: int) -> dict:
     out, skipped = {}, {}
     for name in names:
         try:
-            out[name] = make_sec_backend(name, recognizer.sec_model, threads=threads)
+            runner = make_sec_backend(name, recognizer.sec_model, threads=threads)
         except BackendUnavailable as exc:
             skipped[name] = str(exc)
+            continue
+        except Exception as exc:  # a build that fails here is a finding, not a crash of the whole bench
+            skipped[name] = f"failed: {type(exc).__name__}: {exc}"
+            continue
+        out[runner.name] = runner  # "torch" runs on CUDA when there is a GPU: then it is named torch-cuda
     return out, skipped
 
 
@@ -63,12 +68,14 @@ def stage_latency(recognizer, utterances: list[BenchUtterance], backends: list[s
     result = {"stages_ms": {k: summarize(v) for k, v in samples.items()},
               "real_time_factor": {k: round(float(np.median(v)), 4) for k, v in rtf.items()},
               "sec_backends_skipped": skipped, "raw_ms": samples}
-    if "sec[torch]" in samples and "sec[onnxruntime]" in samples:
-        result["onnxruntime_over_torch"] = ratio(result["stages_ms"]["sec[onnxruntime]"],
-                                                 result["stages_ms"]["sec[torch]"], ("median", "p95", "p99"))
-    if "sec[tensorrt]" in samples and "sec[torch]" in samples:
-        result["tensorrt_over_torch"] = ratio(result["stages_ms"]["sec[tensorrt]"], result["stages_ms"]["sec[torch]"],
-                                              ("median", "p95", "p99"))
+    # like against like: CPU against torch on CPU, GPU backends against torch on CUDA
+    pairs = {"onnxruntime_over_torch": ("onnxruntime", "torch"),
+             "onnxruntime_cuda_over_torch_cuda": ("onnxruntime-cuda", "torch-cuda"),
+             "tensorrt_over_torch_cuda": ("tensorrt", "torch-cuda")}
+    for key, (a, b) in pairs.items():
+        if f"sec[{a}]" in samples and f"sec[{b}]" in samples:
+            result[key] = ratio(result["stages_ms"][f"sec[{a}]"], result["stages_ms"][f"sec[{b}]"],
+                                ("median", "p95", "p99"))
     return result
 
 

@@ -104,7 +104,8 @@ def run_bench(cfg: BenchConfig) -> dict:
                                    f"p95 {r['latency_ms'].get('vad_close_to_publish', {}).get('p95', float('nan')):.0f} ms"
                                    f"{'' if r['keeps_up'] else ' — falls behind'}"))
     results["memory"] = {"peak_rss_mb_after_loading": rss_models, "peak_rss_mb": peak_rss_mb(),
-                         "gpu_max_allocated_mb": gpu_memory_mb()}
+                         "gpu_torch_max_allocated_mb": gpu_memory_mb(),
+                         "note": "GPU figure: torch's allocator only (TensorRT and ONNX Runtime allocate their own)"}
     results["wall_s"] = round(time.monotonic() - t_start, 1)
     recognizer.close()
 
@@ -126,8 +127,10 @@ def print_summary(results: dict, out: Path) -> None:
     if "onnxruntime_over_torch" in st:
         print(f"  SEC onnxruntime / torch: median {st['onnxruntime_over_torch']['median']:.3f}, "
               f"p95 {st['onnxruntime_over_torch']['p95']:.3f}")
-    if "tensorrt_over_torch" in st:
-        print(f"  SEC tensorrt / torch: median {st['tensorrt_over_torch']['median']:.3f}")
+    for key in ("onnxruntime_cuda_over_torch_cuda", "tensorrt_over_torch_cuda"):
+        if key in st:
+            print(f"  SEC {key.replace('_over_', ' / ').replace('_', '-')}: median {st[key]['median']:.3f}, "
+                  f"p95 {st[key]['p95']:.3f}")
     for name, why in st["sec_backends_skipped"].items():
         print(f"  (SEC {name} not run: {why})")
     print("VAD close -> published, per utterance (ms)   median      p95      p99")
@@ -149,5 +152,6 @@ def print_summary(results: dict, out: Path) -> None:
           f"p95 {sm['single_stream_concurrent_over_sequential']['p95']:.3f}")
     m = results["memory"]
     print(f"peak RSS {m['peak_rss_mb']:.0f} MB (models loaded: {m['peak_rss_mb_after_loading']:.0f} MB)"
-          + (f"; GPU {m['gpu_max_allocated_mb']:.0f} MB" if m["gpu_max_allocated_mb"] else ""))
+          + (f"; GPU (torch allocator) {m['gpu_torch_max_allocated_mb']:.0f} MB" if m["gpu_torch_max_allocated_mb"]
+             else ""))
     print(f"wrote {out / 'results.json'}, {out / 'latency_cdf.png'}, {out / 'latency_vs_streams.png'}")

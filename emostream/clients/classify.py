@@ -30,7 +30,7 @@ def classify_files(files: list[str], fmt: str = "jsonl", model: str | None = Non
     try:
         recognizer = Recognizer(model, ASRConfig(model=asr_model, device=device, cpu_threads=threads),
                                 torch_threads=threads, sec_backend=sec_backend)
-    except (BundleError, FileNotFoundError, RuntimeError) as exc:
+    except (BundleError, RuntimeError, OSError) as exc:
         print(f"emostream: {exc}", file=sys.stderr)
         return 2
     failures = 0

@@ -197,7 +197,7 @@ def _print_events(sub, args: argparse.Namespace) -> int:
 def _cmd_compile(args: argparse.Namespace) -> int:
     from emostream.clients.compile import compile_backend
 
-    return compile_backend(args.backend, args.model, args.cache, args.fp32, args.rebuild, args.threads)
+    return compile_backend(args.backend, args.model, args.cache, args.rebuild, args.threads)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -211,11 +211,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 print(f"emostream bench: no such results file: {path}", file=sys.stderr)
                 return 2
         return print_comparison(Path(args.compare[0]), Path(args.compare[1]))
+    if args.max_streams is not None and args.max_streams < 1:
+        print(f"emostream bench: --max-streams must be at least 1, got {args.max_streams}", file=sys.stderr)
+        return 2
     kw = {"out": Path(args.out), "threads": args.threads, "sec_backend": args.sec_backend}
     cfg = BenchConfig.quick_config(**kw) if args.quick else BenchConfig(**kw)
     if args.max_streams is not None:
         cfg.max_streams = args.max_streams
-    results = run_bench(cfg)
+    from emostream.engine.bundle import BundleError
+
+    try:
+        results = run_bench(cfg)
+    except (BundleError, RuntimeError, OSError) as exc:
+        print(f"emostream bench: {exc}", file=sys.stderr)
+        return 1
     print_summary(results, cfg.out)
     return 0
 
@@ -264,15 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     _subscribe_parser(sub)
     p = sub.add_parser("compile", help="build and cache the SEC encoder for a backend (TensorRT, ONNX Runtime)",
                        description="Export the SEC encoder to ONNX and, for tensorrt, build a TensorRT engine "
-                                   "(dynamic length 0.1-30 s, FP16 unless it moves probabilities by more than 0.02, "
-                                   "then FP32). Artefacts are cached under $EMOSTREAM_CACHE or ~/.cache/emostream, "
+                                   "(dynamic length 0.1-30 s, FP16 unless it moves probabilities by more than 0.02 on check "
+                                   "clips, then FP32, and that verdict is cached too). Artefacts are cached under $EMOSTREAM_CACHE or ~/.cache/emostream, "
                                    "keyed by model, GPU, TensorRT version, shape profile and precision, so later starts "
                                    "load them instead of building. Then checks the result against torch on the demo clips.")
     p.add_argument("--backend", default="auto", choices=BACKENDS, help="default: auto (the one listen would pick)")
     p.add_argument("--model", default=None, help="emostream bundle; default: the shipped model")
     p.add_argument("--cache", default=None, help="cache directory (default: $EMOSTREAM_CACHE or ~/.cache/emostream)")
-    p.add_argument("--fp32", action="store_true", help="TensorRT: build FP32 even where FP16 would pass")
-    p.add_argument("--rebuild", action="store_true", help="TensorRT: rebuild even if a cached engine exists")
+    p.add_argument("--rebuild", action="store_true",
+                   help="TensorRT: build again even if a cached engine exists (FP16 is re-checked too)")
     p.add_argument("--threads", type=int, default=_threads())
     p.set_defaults(func=_cmd_compile)
 

@@ -8,8 +8,7 @@ import time
 import numpy as np
 
 
-def compile_backend(backend: str, model: str | None, cache: str | None, fp32: bool, rebuild: bool,
-                    threads: int) -> int:
+def compile_backend(backend: str, model: str | None, cache: str | None, rebuild: bool, threads: int) -> int:
     import torch
 
     from emostream.clients.classify import sample_files
@@ -26,17 +25,11 @@ def compile_backend(backend: str, model: str | None, cache: str | None, fp32: bo
     print(f"compiling the SEC encoder for {backend}…", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     try:
-        if backend == "tensorrt" and (fp32 or rebuild):
-            from emostream.engine.backends.tensorrt_backend import TensorRTProfile, TensorRTSEC
-
-            runner = TensorRTSEC.from_model(sec_model, cache_dir=cache, profile=TensorRTProfile(fp16=not fp32),
-                                            rebuild=rebuild)
-        else:
-            runner = make_sec_backend(backend, sec_model, threads=threads, cache_dir=cache)
+        runner = make_sec_backend(backend, sec_model, threads=threads, cache_dir=cache, rebuild=rebuild)
     except BackendUnavailable as exc:
         print(f"emostream compile: {backend} is not available here: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:
         print(f"emostream compile: {exc}", file=sys.stderr)
         return 1
     elapsed = time.perf_counter() - t0

@@ -91,6 +91,9 @@ class ProbeHead(nn.Module):
         return self.classify(emb)
 
 
+MAX_SAMPLES = 2 * 1500 * 160 - 1  # the longest waveform the Whisper encoder's positions cover (30 s - 1 sample)
+
+
 class SECModel(nn.Module):
     """waveform (batch, samples) -> (embedding, logits). Exported to ONNX as one graph."""
 
@@ -101,7 +104,8 @@ class SECModel(nn.Module):
         self.head = head
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mel = self.logmel(waveform)
+        # Whisper has 1500 positions: 479999 samples give 3000 mel frames -> 1500; one more sample would not fit
+        mel = self.logmel(waveform[:, :MAX_SAMPLES])
         states = self.encoder(mel)
         emb = self.head.embedding(states, speech_frame_mask(mel, states.shape[2]))
         return emb, self.head.logits(emb)

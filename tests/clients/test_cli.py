@@ -44,3 +44,16 @@ def test_help_explains_commands():
     assert "classify" in proc.stdout and "train" in proc.stdout
     proc = run("classify", "--help")
     assert "--format" in proc.stdout and "resampled" in proc.stdout
+
+
+def test_compile_builds_the_auto_backend_and_checks_it(tmp_path):
+    proc = run("compile", "--cache", tmp_path, "--threads", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "largest probability difference vs torch on the demo clips" in proc.stdout
+    assert list((tmp_path / "onnx").glob("sec-*.onnx"))
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        missing = run("compile", "--backend", "tensorrt", "--cache", tmp_path)
+        assert missing.returncode == 2 and "tensorrt is not available here" in missing.stderr
+        assert "Traceback" not in missing.stderr

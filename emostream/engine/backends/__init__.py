@@ -35,8 +35,9 @@ def _torch_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def make_sec_backend(choice: str, sec_model, threads: int = 1, cache_dir=None) -> SECBackend:
-    """Build the named backend, or with "auto" the fastest that works here."""
+def make_sec_backend(choice: str, sec_model, threads: int = 1, cache_dir=None, rebuild: bool = False) -> SECBackend:
+    """Build the named backend, or with "auto" the fastest that works here. A backend asked for by
+    name fails loudly; "auto" logs each failure and moves on. ``rebuild``: TensorRT ignores its cache."""
     if choice not in BACKENDS:
         raise ValueError(f"unknown SEC backend {choice!r}; choose from {', '.join(BACKENDS)}")
     from emostream.engine.backends.onnxruntime_backend import OrtSEC
@@ -44,7 +45,7 @@ def make_sec_backend(choice: str, sec_model, threads: int = 1, cache_dir=None) -
     from emostream.engine.backends.torch_backend import TorchSEC
 
     build = {
-        "tensorrt": lambda: TensorRTSEC.from_model(sec_model, cache_dir=cache_dir),
+        "tensorrt": lambda: TensorRTSEC.from_model(sec_model, cache_dir=cache_dir, rebuild=rebuild),
         "onnxruntime-cuda": lambda: OrtSEC.from_model(sec_model, threads=threads, device="cuda", cache_dir=cache_dir),
         "onnxruntime": lambda: OrtSEC.from_model(sec_model, threads=threads, device="cpu", cache_dir=cache_dir),
         "torch": lambda: TorchSEC(sec_model, threads=threads, device="cuda" if _torch_cuda() else "cpu"),
@@ -59,6 +60,10 @@ def make_sec_backend(choice: str, sec_model, threads: int = 1, cache_dir=None) -
             backend = build[name]()
         except BackendUnavailable as exc:
             reasons.append(f"{name}: {exc}")
+            continue
+        except Exception as exc:  # a failed build, an unwritable cache, a corrupt artefact: try the next one
+            log.warning("SEC backend %s failed, trying the next: %s", name, exc)
+            reasons.append(f"{name}: failed ({type(exc).__name__}: {exc})")
             continue
         log.info("SEC backend: %s (auto%s)", backend.name, "; skipped " + "; ".join(reasons) if reasons else "")
         return backend

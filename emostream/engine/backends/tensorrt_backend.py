@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ class TensorRTProfile:
 
     min_samples: int = int(0.1 * SAMPLE_RATE)
     opt_samples: int = 4 * SAMPLE_RATE
-    max_samples: int = 30 * SAMPLE_RATE
+    max_samples: int = 2 * 1500 * 160 - 1  # sec.MAX_SAMPLES: longer input is cut by the model anyway
     fp16: bool = True
     fp16_tolerance: float = 0.02  # max |p_fp16 - p_fp32| over the check clips; above it: FP32
     workspace_mb: int = 1024
@@ -100,6 +99,7 @@ class TensorRTSEC:
             raise RuntimeError("TensorRT could not deserialize the cached engine (delete it to rebuild)")
         self.context = self.engine.create_execution_context()
         self.device = torch.device("cuda", 0)
+        self.stream = torch.cuda.Stream(self.device)  # our own: TensorRT warns on (and syncs) the default one
         self.name = "tensorrt"
         self._description = description
         import threading
@@ -109,9 +109,11 @@ class TensorRTSEC:
     @classmethod
     def from_model(cls, sec_model, cache_dir=None, profile: TensorRTProfile | None = None,
                    rebuild: bool = False) -> TensorRTSEC:
-        """Load the cached engine for this model/GPU/TensorRT/profile, building it if missing."""
+        """Load the cached engine for this model/GPU/TensorRT/profile, building it if missing.
+        FP16 is tried first; if it moves probabilities by more than the tolerance, that is recorded
+        (so it is not retried every start) and FP32 is used."""
         from emostream.engine.backends.cache import cache_dir as resolve_cache
-        from emostream.engine.backends.cache import exported_sec_onnx
+        from emostream.engine.backends.cache import exported_sec_onnx, file_lock, read_json, write_atomic
 
         _trt(), _cuda_torch()  # fail early with the reason before exporting anything
         profile = profile or TensorRTProfile()
@@ -121,32 +123,31 @@ class TensorRTSEC:
         for fp16 in ([True, False] if profile.fp16 else [False]):
             key = engine_key(onnx_path, profile, fp16)
             path = root / f"sec-{key}.engine"
-            meta_path = path.with_suffix(".json")
-            if path.exists() and not rebuild:
-                meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-                if meta.get("rejected"):
-                    continue  # FP16 was tried for this key and failed the accuracy check
-                return cls(path.read_bytes(), {**meta, "engine": str(path), "cached": True})
-            log.warning("building the TensorRT SEC engine (%s) — once per model, GPU and TensorRT version",
-                        "FP16" if fp16 else "FP32")
-            t0 = time.perf_counter()
-            data = build_engine(onnx_path, profile, fp16)
-            built_s = time.perf_counter() - t0
-            meta = {"key": key, "precision": "fp16" if fp16 else "fp32", "profile": asdict(profile),
-                    "build_s": round(built_s, 1)}
-            backend = cls(data, meta)
-            if fp16:
-                err = backend.max_prob_error(sec_model)
-                meta["max_prob_error_vs_torch"] = err
-                if err > profile.fp16_tolerance:
-                    log.warning("FP16 engine moves probabilities by %.3f (> %.3f): using FP32", err,
-                                profile.fp16_tolerance)
-                    meta_path.write_text(json.dumps({**meta, "rejected": True}))
-                    continue
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-            meta_path.write_text(json.dumps(meta, indent=2))
+            meta_path = root / f"sec-{key}.json"
+            with file_lock(root / f"sec-{key}.lock"):  # one builder per key across processes
+                meta = read_json(meta_path) or {}
+                if meta.get("rejected") and not rebuild:
+                    continue  # FP16 was built for this key before and failed the accuracy check
+                if path.exists() and not rebuild:
+                    return cls(path.read_bytes(), {**meta, "engine": str(path), "cached": True})
+                log.warning("building the TensorRT SEC engine (%s) — once per model, GPU and TensorRT version",
+                            "FP16" if fp16 else "FP32")
+                t0 = time.perf_counter()
+                data = build_engine(onnx_path, profile, fp16)
+                built_s = time.perf_counter() - t0
+                meta = {"key": key, "precision": "fp16" if fp16 else "fp32", "profile": asdict(profile),
+                        "build_s": round(built_s, 1)}
+                backend = cls(data, meta)
+                if fp16:
+                    err = backend.max_prob_error(sec_model)
+                    meta["max_prob_error_vs_torch"] = err
+                    if err > profile.fp16_tolerance:
+                        log.warning("FP16 engine moves probabilities by %.3f (> %.3f): using FP32", err,
+                                    profile.fp16_tolerance)
+                        write_atomic(meta_path, json.dumps({**meta, "rejected": True}).encode())
+                        continue
+                write_atomic(path, data)
+                write_atomic(meta_path, json.dumps(meta, indent=2).encode())
             log.info("TensorRT engine cached at %s (%.1f s to build)", path, built_s)
             backend._description = {**meta, "engine": str(path), "cached": False}
             return backend
@@ -158,14 +159,15 @@ class TensorRTSEC:
 
         rng = np.random.default_rng(0)
         worst = 0.0
-        model = sec_model.to("cpu").eval()
+        model = sec_model.eval()  # the reference stays where the caller keeps it (CPU)
         for s in seconds:
             n = int(s * SAMPLE_RATE)
             t = np.arange(n) / SAMPLE_RATE
             x = (0.2 * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
                  + 0.01 * rng.standard_normal(n)).astype(np.float32)
             with torch.inference_mode():
-                _, ref = model(torch.from_numpy(x)[None])
+                _, ref = model(torch.from_numpy(x)[None].to(next(model.parameters()).device))
+                ref = ref.float().cpu()
             _, got = self(x)
             p_ref = torch.softmax(ref[0], -1).numpy()
             p_got = torch.softmax(torch.from_numpy(got), -1).numpy()
@@ -174,9 +176,12 @@ class TensorRTSEC:
 
     def __call__(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
-        x = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None].to(self.device)
-        with self._lock:
-            self.context.set_input_shape("waveform", tuple(x.shape))
+        samples = np.ascontiguousarray(waveform, dtype=np.float32)[: TensorRTProfile.max_samples]
+        with self._lock, torch.cuda.stream(self.stream):
+            x = torch.from_numpy(samples)[None].to(self.device, non_blocking=False)
+            if not self.context.set_input_shape("waveform", tuple(x.shape)):
+                raise RuntimeError(f"waveform of {x.shape[1]} samples is outside the engine's profile "
+                                   f"({TensorRTProfile.min_samples}-{TensorRTProfile.max_samples})")
             self.context.set_tensor_address("waveform", x.data_ptr())
             outputs = {}
             for name in ("embedding", "logits"):
@@ -184,10 +189,9 @@ class TensorRTSEC:
                 out = torch.empty(shape, dtype=torch.float32, device=self.device)
                 self.context.set_tensor_address(name, out.data_ptr())
                 outputs[name] = out
-            stream = torch.cuda.current_stream(self.device)
-            if not self.context.execute_async_v3(stream.cuda_stream):
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise RuntimeError("TensorRT execution failed")
-            stream.synchronize()
+            self.stream.synchronize()
         return outputs["embedding"][0].cpu().numpy(), outputs["logits"][0].cpu().numpy()
 
     def describe(self) -> dict:

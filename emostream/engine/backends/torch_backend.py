@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -15,8 +17,9 @@ class TorchSEC:
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
-        self.model = sec_model.to(self.device).eval()
-        self.name = "torch"  # on CUDA when torch sees a GPU; describe() says which
+        # a copy on the GPU: the caller's model stays on the CPU for the other backends and references
+        self.model = (copy.deepcopy(sec_model).to(self.device) if device != "cpu" else sec_model).eval()
+        self.name = "torch" if device == "cpu" else "torch-cuda"
 
     def __call__(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None].to(self.device)
