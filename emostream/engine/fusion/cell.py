@@ -1,0 +1,146 @@
+"""The searchable fusion network: SEC frames + TEC tokens -> DAG cell -> pooling -> heads.
+
+Node 0 is the text sequence (a learned summary token, then the projected TEC tokens), so an
+empty transcript is a one-position sequence. Intermediate node k sums its incoming edges, each an
+operation from ops.OPS applied to an earlier node with the speech frames as context. The cell's
+output is the mean of the intermediate nodes, pooled over the text positions, then joined with
+the pooled speech vector and ASR confidence for the 7-class logits and valence/arousal.
+
+With a ``Genotype`` the cell is discrete (what ships and exports to ONNX); without one every edge
+is a DARTS mixed operation weighted by softmax(alpha), and pooling by softmax(beta).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from emostream.engine.fusion.genotype import Edge, Genotype
+from emostream.engine.fusion.ops import OPS, POOLINGS, SpeechContext, make_op, make_pool, masked_mean
+from emostream.labels import LABELS
+
+
+@dataclass(frozen=True)
+class CellConfig:
+    speech_dim: int = 384
+    text_dim: int = 384
+    d: int = 64
+    heads: int = 4
+    nodes: int = 3
+    hidden: int = 64
+    dropout: float = 0.2
+    num_labels: int = len(LABELS)
+
+
+class MixedEdge(nn.Module):
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.ops = nn.ModuleList(make_op(name, d, heads) for name in OPS)
+
+    def forward(self, x, x_mask, ctx, weights):
+        return sum(w * op(x, x_mask, ctx) for w, op in zip(weights, self.ops))
+
+
+class FusionCell(nn.Module):
+    def __init__(self, cfg: CellConfig, genotype: Genotype | None = None) -> None:
+        super().__init__()
+        self.cfg, self.genotype = cfg, genotype
+        d = cfg.d
+        self.speech_proj = nn.Sequential(nn.LayerNorm(cfg.speech_dim), nn.Linear(cfg.speech_dim, d))
+        self.text_proj = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d))
+        self.summary = nn.Parameter(torch.zeros(1, 1, d))
+        if genotype is None:
+            self.edges = nn.ModuleList(MixedEdge(d, cfg.heads) for k in range(1, cfg.nodes + 1) for _ in range(k))
+            self.alphas = nn.Parameter(1e-3 * torch.randn(len(self.edges), len(OPS)))
+            self.pools = nn.ModuleList(make_pool(p, d) for p in POOLINGS)
+            self.betas = nn.Parameter(torch.zeros(len(POOLINGS)))
+        else:
+            self.edges = nn.ModuleList(make_op(e.op, d, cfg.heads) for edges in genotype.nodes for e in edges)
+            self.pool = make_pool(genotype.pooling, d)
+        self.head = nn.Sequential(nn.Linear(2 * d + 2, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout))
+        self.classify = nn.Linear(cfg.hidden, cfg.num_labels)
+        self.va = nn.Linear(cfg.hidden, 2)
+
+    @property
+    def searching(self) -> bool:
+        return self.genotype is None
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alphas, self.betas] if self.searching else []
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def forward(self, speech: torch.Tensor, speech_mask: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
+                asr_confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """speech (B, Ts, speech_dim), speech_mask (B, Ts) bool, text (B, Tt, text_dim) with Tt >= 0,
+        text_mask (B, Tt) bool, asr_confidence (B,) -> logits (B, labels), valence/arousal (B, 2)."""
+        frames = self.speech_proj(speech)
+        ctx = SpeechContext(frames, speech_mask, masked_mean(frames, speech_mask))
+        batch = speech.shape[0]
+        x0 = torch.cat([self.summary.expand(batch, -1, -1), self.text_proj(text)], dim=1)
+        mask = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=speech.device), text_mask], dim=1)
+        x0 = x0 * mask.unsqueeze(-1).to(x0.dtype)
+        has_text = text_mask.any(dim=1, keepdim=True).to(x0.dtype)
+        states = [x0]
+        if self.searching:
+            weights = torch.softmax(self.alphas, dim=-1)
+            i = 0
+            for k in range(1, self.cfg.nodes + 1):
+                node = 0
+                for j in range(k):
+                    node = node + self.edges[i](states[j], mask, ctx, weights[i])
+                    i += 1
+                states.append(node)
+            out = torch.stack(states[1:]).mean(dim=0)
+            pw = torch.softmax(self.betas, dim=-1)
+            pooled = sum(w * pool(out, mask) for w, pool in zip(pw, self.pools))
+        else:
+            i = 0
+            for edges in self.genotype.nodes:
+                node = 0
+                for e in edges:
+                    node = node + self.edges[i](states[e.source], mask, ctx)
+                    i += 1
+                states.append(node)
+            out = torch.stack(states[1:]).mean(dim=0)
+            pooled = self.pool(out, mask)
+        conf = asr_confidence.reshape(-1, 1).to(x0.dtype) * has_text
+        h = self.head(torch.cat([pooled, ctx.pooled, conf, has_text], dim=-1))
+        return self.classify(h), torch.tanh(self.va(h))
+
+    def derive(self, edges_per_node: int = 2) -> Genotype:
+        """DARTS's rule: per node keep the strongest incoming edges, each with its best non-zero op."""
+        if not self.searching:
+            return self.genotype
+        weights = torch.softmax(self.alphas.detach(), dim=-1)
+        zero = OPS.index("zero")
+        nodes, i = [], 0
+        for k in range(1, self.cfg.nodes + 1):
+            candidates = []
+            for j in range(k):
+                w = weights[i].clone()
+                w[zero] = -1
+                best = int(torch.argmax(w))
+                candidates.append((float(w[best]), Edge(j, OPS[best])))
+                i += 1
+            candidates.sort(key=lambda c: -c[0])
+            nodes.append(tuple(sorted((e for _, e in candidates[:edges_per_node]), key=lambda e: e.source)))
+        pooling = POOLINGS[int(torch.argmax(self.betas.detach()))]
+        return Genotype(tuple(nodes), pooling)
+
+    def architecture_weights(self) -> dict:
+        """softmax(alpha) per edge and softmax(beta), for reports and plots."""
+        if not self.searching:
+            return {}
+        w = torch.softmax(self.alphas.detach(), dim=-1)
+        names, i = [], 0
+        for k in range(1, self.cfg.nodes + 1):
+            for j in range(k):
+                names.append(f"{j}->{k}")
+                i += 1
+        return {"edges": {n: dict(zip(OPS, map(float, row))) for n, row in zip(names, w)},
+                "pooling": dict(zip(POOLINGS, map(float, torch.softmax(self.betas.detach(), dim=-1))))}
