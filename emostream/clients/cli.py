@@ -229,6 +229,37 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    import torch
+
+    from emostream.engine.fusion.cell import CellConfig
+    from emostream.engine.recognizer import Recognizer
+    from emostream.engine.training.corpora import shared_data_dir
+    from emostream.engine.training.fusion_search import SearchConfig
+    from emostream.engine.training.search_run import SearchRunConfig, run_search
+
+    if not (shared_data_dir() / "ravdess").is_dir():
+        print(f"emostream search: RAVDESS not found under {shared_data_dir()} (set EMOSTREAM_DATA)", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    cfg = SearchRunConfig(out=Path(args.out), cache=Path(args.cache), random_cells=args.random_cells, seed=args.seed,
+                          search=SearchConfig(cell=CellConfig(nodes=args.nodes), epochs=args.epochs, seed=args.seed))
+    recognizer = Recognizer(torch_threads=args.threads, sec_backend="torch")
+    try:
+        report = run_search(cfg, recognizer, say=lambda m: print(m, file=sys.stderr, flush=True))
+    finally:
+        recognizer.close()
+    r = report["results"]
+    for name, row in [("searched", r["searched"])] + [(f"random {i + 1}", x) for i, x in enumerate(r["random"])]:
+        print(f"{name:10s} " + "  ".join(f"{k}: UA {row[k]['ua']:.3f} wF1 {row[k]['weighted_f1']:.3f}"
+                                         for k in ("ravdess_fold1", "meld_spoken_test", "union"))
+              + f"  params {row['parameters']}")
+    print(f"wrote {args.out}/genotype.json, search_report.json, cell.png, architecture_weights.png "
+          f"(search {report['search_s']:.0f} s, total {report['total_s'] / 60:.1f} min)")
+    return 0
+
+
 def _cmd_devices(args: argparse.Namespace) -> int:
     from emostream.streaming.sources import SourceError, list_input_devices
 
@@ -323,6 +354,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-compact", action="store_true", help="skip the from-scratch SEC comparison (a)")
     p.add_argument("--threads", type=int, default=_threads())
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("search", help="MFSN fusion search on cached features (needs ../shared/data; work in progress)",
+                       description="Build SEC frame / TEC token sequence features for RAVDESS and spoken MELD "
+                                   "(cached), run a first-order DARTS search over the fusion cell on fold 1's training "
+                                   "data, derive the cell (genotype.json), retrain it and random cells from the same "
+                                   "space, and evaluate on fold 1's test actors and spoken MELD test. Writes "
+                                   "search_report.json, cell.png, architecture_weights.png. Seeded.")
+    p.add_argument("--out", default="runs/search")
+    p.add_argument("--cache", default=".cache/train", help="where `emostream train` cached transcripts (and features)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--nodes", type=int, default=3, help="intermediate nodes in the cell")
+    p.add_argument("--random-cells", type=int, default=2, help="random cells to train as the control")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=_threads())
+    p.set_defaults(func=_cmd_search)
     return parser
 
 
