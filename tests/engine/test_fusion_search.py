@@ -45,7 +45,7 @@ def test_features_round_trip_with_empty_transcripts(features):
     assert features.speech[0].dtype == np.float16 and features.speech[0].shape[1] == 384
 
 
-def test_tiny_search_is_seeded_and_bit_identical(features):
+def test_tiny_search_is_seeded_and_bit_identical(features, tmp_path):
     cfg = SearchConfig(cell=CellConfig(d=32, heads=4, nodes=2, hidden=32), epochs=2, batch_size=4, seed=3)
     idx = np.arange(len(features))
     threads = torch.get_num_threads()
@@ -62,3 +62,10 @@ def test_tiny_search_is_seeded_and_bit_identical(features):
     assert probs.shape == (12, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
     rand = random_genotype(2, np.random.default_rng(0))
     assert predict(train_cell(features, idx, rand, cfg, epochs=1), features, idx).shape == (12, 7)
+    from emostream.engine.training.search_run import merge, plot_cell, plot_history
+
+    plot_cell(g1, tmp_path / "cell.png")
+    plot_history(h1, tmp_path / "weights.png")
+    assert all((tmp_path / n).read_bytes()[:4] == b"\x89PNG" for n in ("cell.png", "weights.png"))
+    both = merge([features, features])
+    assert len(both) == 24 and both.labels[12] == features.labels[0]
