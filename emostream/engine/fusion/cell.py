@@ -4,7 +4,7 @@ Node 0 is the text sequence (a learned summary token, then the projected TEC tok
 empty transcript is a one-position sequence. Intermediate node k sums its incoming edges, each an
 operation from ops.OPS applied to an earlier node with the speech frames as context. The cell's
 output is the mean of the intermediate nodes, pooled over the text positions, then joined with
-the pooled speech vector and ASR confidence for the 7-class logits and valence/arousal.
+the ASR confidence for the 7-class logits and valence/arousal.
 
 With a ``Genotype`` the cell is discrete (what ships and exports to ONNX); without one every edge
 is a DARTS mixed operation weighted by softmax(alpha), and pooling by softmax(beta).
@@ -34,10 +34,16 @@ class CellConfig:
     num_labels: int = len(LABELS)
 
 
+# "zero" stays in the space (a derived cell may drop an edge by keeping only the top edges per node)
+# but not in the mixed edges: in the first search every edge collapsed onto it (weights 0.87-0.93),
+# the known DARTS failure, which left the derived ops to near-uniform leftovers.
+SEARCH_OPS = tuple(o for o in OPS if o != "zero")
+
+
 class MixedEdge(nn.Module):
     def __init__(self, d: int, heads: int) -> None:
         super().__init__()
-        self.ops = nn.ModuleList(make_op(name, d, heads) for name in OPS)
+        self.ops = nn.ModuleList(make_op(name, d, heads) for name in SEARCH_OPS)
 
     def forward(self, x, x_mask, ctx, weights):
         return sum(w * op(x, x_mask, ctx) for w, op in zip(weights, self.ops))
@@ -53,13 +59,15 @@ class FusionCell(nn.Module):
         self.summary = nn.Parameter(torch.zeros(1, 1, d))
         if genotype is None:
             self.edges = nn.ModuleList(MixedEdge(d, cfg.heads) for k in range(1, cfg.nodes + 1) for _ in range(k))
-            self.alphas = nn.Parameter(1e-3 * torch.randn(len(self.edges), len(OPS)))
+            self.alphas = nn.Parameter(1e-3 * torch.randn(len(self.edges), len(SEARCH_OPS)))
             self.pools = nn.ModuleList(make_pool(p, d) for p in POOLINGS)
             self.betas = nn.Parameter(torch.zeros(len(POOLINGS)))
         else:
             self.edges = nn.ModuleList(make_op(e.op, d, cfg.heads) for edges in genotype.nodes for e in edges)
             self.pool = make_pool(genotype.pooling, d)
-        self.head = nn.Sequential(nn.Linear(2 * d + 2, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout))
+        # the head sees the cell's output only (plus ASR confidence): speech reaches it through the
+        # operations, so the search cannot route around the cell with a pooled-speech shortcut
+        self.head = nn.Sequential(nn.Linear(d + 2, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout))
         self.classify = nn.Linear(cfg.hidden, cfg.num_labels)
         self.va = nn.Linear(cfg.hidden, 2)
 
@@ -109,7 +117,7 @@ class FusionCell(nn.Module):
             out = torch.stack(states[1:]).mean(dim=0)
             pooled = self.pool(out, mask)
         conf = asr_confidence.reshape(-1, 1).to(x0.dtype) * has_text
-        h = self.head(torch.cat([pooled, ctx.pooled, conf, has_text], dim=-1))
+        h = self.head(torch.cat([pooled, conf, has_text], dim=-1))
         return self.classify(h), torch.tanh(self.va(h))
 
     def derive(self, edges_per_node: int = 2) -> Genotype:
@@ -117,15 +125,12 @@ class FusionCell(nn.Module):
         if not self.searching:
             return self.genotype
         weights = torch.softmax(self.alphas.detach(), dim=-1)
-        zero = OPS.index("zero")
         nodes, i = [], 0
         for k in range(1, self.cfg.nodes + 1):
             candidates = []
             for j in range(k):
-                w = weights[i].clone()
-                w[zero] = -1
-                best = int(torch.argmax(w))
-                candidates.append((float(w[best]), Edge(j, OPS[best])))
+                best = int(torch.argmax(weights[i]))
+                candidates.append((float(weights[i][best]), Edge(j, SEARCH_OPS[best])))
                 i += 1
             candidates.sort(key=lambda c: -c[0])
             nodes.append(tuple(sorted((e for _, e in candidates[:edges_per_node]), key=lambda e: e.source)))
@@ -142,5 +147,5 @@ class FusionCell(nn.Module):
             for j in range(k):
                 names.append(f"{j}->{k}")
                 i += 1
-        return {"edges": {n: dict(zip(OPS, map(float, row))) for n, row in zip(names, w)},
+        return {"edges": {n: dict(zip(SEARCH_OPS, map(float, row))) for n, row in zip(names, w)},
                 "pooling": dict(zip(POOLINGS, map(float, torch.softmax(self.betas.detach(), dim=-1))))}
