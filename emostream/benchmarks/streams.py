@@ -42,12 +42,13 @@ def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concu
 
     sink = _Collect()
     with tempfile.TemporaryDirectory() as tmp:
-        sources = []
+        sources, audio_s = [], 0.0
         for i in range(n_streams):
             path = Path(tmp) / f"stream{i}.wav"
-            sf.write(path, dialogue(i, sentences), 16000)
+            audio = dialogue(i, sentences)
+            sf.write(path, audio, 16000)
             sources.append(FileSource(path, f"s{i}", realtime=True))
-        audio_s = max(sf.info(str(Path(tmp) / f"stream{i}.wav")).duration for i in range(n_streams))
+            audio_s = max(audio_s, len(audio) / 16000)
         pipeline = Pipeline(recognizer, sources, [sink],
                             PipelineConfig(concurrent_branches=concurrent, workers=workers), publisher=Publisher(endpoint))
         t0 = time.monotonic()

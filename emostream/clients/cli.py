@@ -163,7 +163,9 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     try:
         return _print_events(sub, args)
     except BrokenPipeError:  # `emostream subscribe | head`: the reader is done
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        from emostream.clients.sinks import silence_stdout
+
+        silence_stdout()
         return 0
 
 

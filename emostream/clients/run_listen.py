@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -85,7 +86,7 @@ def run_listen(args: argparse.Namespace) -> int:
     from emostream.engine.recognizer import Recognizer
 
     try:
-        with console.status("loading models…", spinner="dots") if live_view else _nothing():
+        with console.status("loading models…", spinner="dots") if live_view else contextlib.nullcontext():
             recognizer = Recognizer(args.model, ASRConfig(model=args.asr_model, device=args.compute,
                                                           cpu_threads=args.threads),
                                     torch_threads=max(1, args.threads // 2), sec_backend=args.sec_backend)
@@ -164,10 +165,3 @@ def _run(pipeline, recognizer, monitor, args: argparse.Namespace) -> int:
     # source errors were already logged by the pipeline (stderr), so they are not printed twice
     return 1 if n_errors else 0
 
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

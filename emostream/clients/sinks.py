@@ -38,6 +38,12 @@ class JsonlSink:
                 self._file = None
 
 
+def silence_stdout() -> None:
+    """After the reader of our stdout pipe has gone: point stdout at /dev/null so later writes and
+    the interpreter's final flush do not raise BrokenPipeError."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def event_line(message: dict[str, Any]) -> str:
     """One readable line for an emotion event (used by `listen` without a terminal and `subscribe`)."""
     u = message["utterance"]
@@ -59,8 +65,7 @@ class LineSink:
                 print(event_line(message), file=self._stream, flush=True)
             except BrokenPipeError:  # `listen | head`: the reader left; keep publishing, stop printing
                 self._stream = None
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
+                silence_stdout()
 
     def close(self) -> None:
         pass

@@ -196,10 +196,9 @@ class Pipeline:
             return out, (t0, time.perf_counter())
 
         validate_waveform(wave)
-        if self.config.concurrent_branches:
-            sec_future = sec_pool.submit(sec_branch)
-        else:
-            sec_done = sec_branch()
+        sec_future = sec_pool.submit(sec_branch)
+        if not self.config.concurrent_branches:
+            sec_future.result()  # the comparison mode: SEC finishes before ASR starts
         t_asr0 = time.perf_counter()
         try:
             transcript = rec.transcribe(wave)
@@ -207,7 +206,7 @@ class Pipeline:
             tec = rec.text(transcript.text)
             t_text = time.perf_counter()
         finally:  # wait for SEC even if ASR failed: it runs on this worker's pool
-            sec, sec_span = sec_future.result() if self.config.concurrent_branches else sec_done
+            sec, sec_span = sec_future.result()
         branches_end = max(t_text, sec_span[1])
         probs, valence, arousal = rec.fuse(sec, tec, transcript.confidence)
         t_fused = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -102,8 +103,6 @@ class TensorRTSEC:
         self.stream = torch.cuda.Stream(self.device)  # our own: TensorRT warns on (and syncs) the default one
         self.name = "tensorrt"
         self._description = description
-        import threading
-
         self._lock = threading.Lock()  # one execution context: one inference at a time
 
     @classmethod

@@ -57,8 +57,11 @@ class FusionCell(nn.Module):
         self.speech_proj = nn.Sequential(nn.LayerNorm(cfg.speech_dim), nn.Linear(cfg.speech_dim, d))
         self.text_proj = nn.Sequential(nn.LayerNorm(cfg.text_dim), nn.Linear(cfg.text_dim, d))
         self.summary = nn.Parameter(torch.zeros(1, 1, d))
+        # sources of each intermediate node's incoming edges, in self.edges order
+        self.node_sources = ([list(range(k)) for k in range(1, cfg.nodes + 1)] if genotype is None
+                             else [[e.source for e in edges] for edges in genotype.nodes])
         if genotype is None:
-            self.edges = nn.ModuleList(MixedEdge(d, cfg.heads) for k in range(1, cfg.nodes + 1) for _ in range(k))
+            self.edges = nn.ModuleList(MixedEdge(d, cfg.heads) for sources in self.node_sources for _ in sources)
             self.alphas = nn.Parameter(1e-3 * torch.randn(len(self.edges), len(SEARCH_OPS)))
             self.pools = nn.ModuleList(make_pool(p, d) for p in POOLINGS)
             self.betas = nn.Parameter(torch.zeros(len(POOLINGS)))
@@ -93,28 +96,19 @@ class FusionCell(nn.Module):
         mask = torch.cat([torch.ones(batch, 1, dtype=torch.bool, device=speech.device), text_mask], dim=1)
         x0 = x0 * mask.unsqueeze(-1).to(x0.dtype)
         has_text = text_mask.any(dim=1, keepdim=True).to(x0.dtype)
-        states = [x0]
+        weights = torch.softmax(self.alphas, dim=-1) if self.searching else None
+        states, i = [x0], 0
+        for sources in self.node_sources:
+            node = 0
+            for j in sources:
+                extra = (weights[i],) if self.searching else ()  # a mixed edge also takes its op weights
+                node = node + self.edges[i](states[j], mask, ctx, *extra)
+                i += 1
+            states.append(node)
+        out = torch.stack(states[1:]).mean(dim=0)
         if self.searching:
-            weights = torch.softmax(self.alphas, dim=-1)
-            i = 0
-            for k in range(1, self.cfg.nodes + 1):
-                node = 0
-                for j in range(k):
-                    node = node + self.edges[i](states[j], mask, ctx, weights[i])
-                    i += 1
-                states.append(node)
-            out = torch.stack(states[1:]).mean(dim=0)
-            pw = torch.softmax(self.betas, dim=-1)
-            pooled = sum(w * pool(out, mask) for w, pool in zip(pw, self.pools))
+            pooled = sum(w * pool(out, mask) for w, pool in zip(torch.softmax(self.betas, dim=-1), self.pools))
         else:
-            i = 0
-            for edges in self.genotype.nodes:
-                node = 0
-                for e in edges:
-                    node = node + self.edges[i](states[e.source], mask, ctx)
-                    i += 1
-                states.append(node)
-            out = torch.stack(states[1:]).mean(dim=0)
             pooled = self.pool(out, mask)
         conf = asr_confidence.reshape(-1, 1).to(x0.dtype) * has_text
         h = self.head(torch.cat([pooled, conf, has_text], dim=-1))
@@ -126,9 +120,9 @@ class FusionCell(nn.Module):
             return self.genotype
         weights = torch.softmax(self.alphas.detach(), dim=-1)
         nodes, i = [], 0
-        for k in range(1, self.cfg.nodes + 1):
+        for sources in self.node_sources:
             candidates = []
-            for j in range(k):
+            for j in sources:
                 best = int(torch.argmax(weights[i]))
                 candidates.append((float(weights[i][best]), Edge(j, SEARCH_OPS[best])))
                 i += 1
@@ -142,10 +136,6 @@ class FusionCell(nn.Module):
         if not self.searching:
             return {}
         w = torch.softmax(self.alphas.detach(), dim=-1)
-        names, i = [], 0
-        for k in range(1, self.cfg.nodes + 1):
-            for j in range(k):
-                names.append(f"{j}->{k}")
-                i += 1
+        names = [f"{j}->{k}" for k, sources in enumerate(self.node_sources, start=1) for j in sources]
         return {"edges": {n: dict(zip(SEARCH_OPS, map(float, row))) for n, row in zip(names, w)},
                 "pooling": dict(zip(POOLINGS, map(float, torch.softmax(self.betas.detach(), dim=-1))))}
