@@ -45,9 +45,17 @@ def sec_backends(recognizer, names: list[str], threads: int) -> dict:
 
 def stage_latency(recognizer, utterances: list[BenchUtterance], backends: list[str], threads: int,
                   warmup: int, repeats: int, progress=None) -> dict:
+    from emostream.engine.fusion.searched import CellFileError, load_cell
+    from emostream.engine.recognizer import SECOutput, cell_inputs
+
     runners, skipped = sec_backends(recognizer, backends, threads)
+    try:  # the shipped searched cell, timed beside the default fusion (issue 6: < 10 ms per utterance)
+        cell = load_cell()[0]
+    except CellFileError as exc:
+        cell = None
+        log.warning("no searched fusion cell to time: %s", exc)
     samples: dict[str, list[float]] = {f"sec[{n}]": [] for n in runners}
-    samples.update(asr=[], text=[], fusion=[])
+    samples.update(asr=[], text=[], fusion=[], **({"fusion[searched]": []} if cell is not None else {}))
     rtf: dict[str, list[float]] = {k: [] for k in samples}
     for utt in utterances:
         audio_ms = utt.seconds * 1e3
@@ -60,7 +68,18 @@ def stage_latency(recognizer, utterances: list[BenchUtterance], backends: list[s
         text_times = repeat_ms(lambda: recognizer.text(transcript.text), warmup, repeats)
         sec, tec = recognizer.sec(utt.samples), recognizer.text(transcript.text)
         fusion_times = repeat_ms(lambda: recognizer.fuse(sec, tec, transcript.confidence), warmup, repeats)
-        for key, times in (("asr", asr_times), ("text", text_times), ("fusion", fusion_times)):
+        timed = [("asr", asr_times), ("text", text_times), ("fusion", fusion_times)]
+        if cell is not None:
+            with torch.inference_mode():
+                emb, logits, frames, mask = recognizer.sec_model.with_frames(torch.from_numpy(utt.samples)[None])
+            inputs = cell_inputs(SECOutput(emb[0].numpy(), logits[0].numpy(), frames[0].numpy(), mask[0].numpy()),
+                                 tec, transcript.confidence)
+
+            def run_cell():
+                with torch.inference_mode():
+                    cell(*inputs)
+            timed.append(("fusion[searched]", repeat_ms(run_cell, warmup, repeats)))
+        for key, times in timed:
             samples[key] += times
             rtf[key] += [t / audio_ms for t in times]
         if progress:

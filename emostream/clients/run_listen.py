@@ -89,9 +89,10 @@ def run_listen(args: argparse.Namespace) -> int:
         with console.status("loading models…", spinner="dots") if live_view else contextlib.nullcontext():
             recognizer = Recognizer(args.model, ASRConfig(model=args.asr_model, device=args.compute,
                                                           cpu_threads=args.threads),
-                                    torch_threads=max(1, args.threads // 2), sec_backend=args.sec_backend)
+                                    torch_threads=max(1, args.threads // 2), sec_backend=args.sec_backend,
+                                    fusion=args.fusion)
             warm_up(recognizer)
-    except (BundleError, FileNotFoundError, RuntimeError, OSError) as exc:
+    except (BundleError, FileNotFoundError, RuntimeError, OSError, ValueError) as exc:
         stderr(f"cannot load the models: {exc}")
         for s in list(sources.values()) + sinks + [publisher]:
             s.close()

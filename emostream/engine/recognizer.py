@@ -43,6 +43,8 @@ class EmotionResult:
 class SECOutput:
     embedding: np.ndarray
     logits: np.ndarray
+    frames: np.ndarray | None = None  # (T, d) last encoder layer: only the searched fusion reads it
+    frame_mask: np.ndarray | None = None  # (T,) bool, speech frames
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,16 @@ class TECOutput:
     embedding: np.ndarray
     logits: np.ndarray
     has_text: bool
+    tokens: np.ndarray | None = None  # (T, d) token states (T = 0 without a transcript)
+
+
+def cell_inputs(sec: SECOutput, tec: TECOutput, asr_confidence: float) -> tuple[torch.Tensor, ...]:
+    """One utterance as the searched fusion cell's batch of one (its ONNX inputs, in order)."""
+    t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))[None]  # noqa: E731
+    tokens = tec.tokens if tec.has_text else np.zeros((0, len(tec.embedding)), np.float32)
+    return (t(sec.frames), torch.from_numpy(np.asarray(sec.frame_mask, bool))[None], t(tokens),
+            torch.ones(1, len(tokens), dtype=torch.bool), t([asr_confidence if tec.has_text else 0.0])[0],
+            t(sec.logits), t(tec.logits))
 
 
 def load_sec(bundle: Bundle) -> SECModel:
@@ -67,8 +79,10 @@ def load_sec(bundle: Bundle) -> SECModel:
 class Recognizer:
     def __init__(self, bundle: Bundle | str | Path | None = None, asr: ASRConfig | None = None,
                  torch_threads: int | None = None, sec_backend: str = "auto",
-                 cache_dir: str | Path | None = None) -> None:
-        """``sec_backend``: auto | tensorrt | onnxruntime-cuda | onnxruntime | torch (see engine/backends)."""
+                 cache_dir: str | Path | None = None, fusion: str | Path = "fixed") -> None:
+        """``sec_backend``: auto | tensorrt | onnxruntime-cuda | onnxruntime | torch (see engine/backends).
+        ``fusion``: "fixed" (the default fusion in the bundle), "searched" (the shipped searched
+        cell) or the path of a cell written by ``emostream search``."""
         from emostream.engine.backends import make_sec_backend
 
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
@@ -76,6 +90,16 @@ class Recognizer:
             torch.set_num_threads(torch_threads)
         m = self.bundle.manifest
         self.sec_model = load_sec(self.bundle)
+        self.cell = None
+        if str(fusion) != "fixed":
+            from emostream.engine.fusion.searched import load_cell
+
+            self.cell, cell_manifest = load_cell(None if str(fusion) == "searched" else fusion)
+            if sec_backend not in ("auto", "torch"):
+                raise ValueError(f"the searched fusion reads the SEC frame sequence, which only the torch backend "
+                                 f"returns; use --sec-backend torch or auto (got {sec_backend})")
+            sec_backend = "torch"
+            log.info("searched fusion cell %s: SEC on torch (the cell reads its frames)", cell_manifest["genotype"])
         self.sec_backend = make_sec_backend(sec_backend, self.sec_model, threads=torch.get_num_threads(),
                                             cache_dir=cache_dir)
         self.asr = SpeechRecognizer(asr)
@@ -89,7 +113,8 @@ class Recognizer:
         self.fusion.eval()
         self.model_ids = {"emostream": self.bundle.model_id, "asr": self.asr.model_id,
                           "sec": m["sec"]["model_id"], "text": m["text"]["model_id"],
-                          "sec_backend": self.sec_backend.name}
+                          "sec_backend": self.sec_backend.name,
+                          "fusion": "fixed" if self.cell is None else "searched-cell"}
 
     def close(self) -> None:
         """Free the ASR model now, on this thread. Left to interpreter shutdown, CTranslate2's
@@ -98,6 +123,11 @@ class Recognizer:
 
     # --- stages (each usable alone) -------------------------------------------------------------
     def sec(self, waveform: np.ndarray) -> SECOutput:
+        if self.cell is not None:
+            with torch.inference_mode():
+                emb, logits, frames, mask = self.sec_model.with_frames(torch.from_numpy(
+                    np.asarray(waveform, np.float32))[None])
+            return SECOutput(emb[0].numpy(), logits[0].numpy(), frames[0].numpy(), mask[0].numpy())
         emb, logits = self.sec_backend(waveform)
         return SECOutput(np.asarray(emb, np.float32), np.asarray(logits, np.float32))
 
@@ -106,17 +136,21 @@ class Recognizer:
 
     def text(self, transcript: str) -> TECOutput:
         if not transcript.strip():
-            return TECOutput(np.zeros(self.text_encoder.dim, np.float32), np.zeros(len(LABELS), np.float32), False)
+            return TECOutput(np.zeros(self.text_encoder.dim, np.float32), np.zeros(len(LABELS), np.float32), False,
+                             np.zeros((0, self.text_encoder.dim), np.float32))
         with torch.inference_mode():
-            _, emb = self.text_encoder(self.text_encoder.tokenize([transcript]))
+            tokens, emb = self.text_encoder(self.text_encoder.tokenize([transcript]))
             logits = self.text_head(emb)
-        return TECOutput(emb[0].numpy(), logits[0].numpy(), True)
+        return TECOutput(emb[0].numpy(), logits[0].numpy(), True, tokens[0].numpy())
 
     def fuse(self, sec: SECOutput, tec: TECOutput, asr_confidence: float) -> tuple[np.ndarray, float, float]:
         t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))[None]  # noqa: E731
         with torch.inference_mode():
-            logits, va = self.fusion(t(sec.embedding), t(sec.logits), t(tec.embedding), t(tec.logits),
-                                     t([asr_confidence if tec.has_text else 0.0]), t([float(tec.has_text)]))
+            if self.cell is not None:
+                logits, va = self.cell(*cell_inputs(sec, tec, asr_confidence))
+            else:
+                logits, va = self.fusion(t(sec.embedding), t(sec.logits), t(tec.embedding), t(tec.logits),
+                                         t([asr_confidence if tec.has_text else 0.0]), t([float(tec.has_text)]))
         probs = torch.softmax(logits[0], dim=-1).numpy()
         return probs, float(va[0, 0]), float(va[0, 1])
 

@@ -110,6 +110,14 @@ class SECModel(nn.Module):
         emb = self.head.embedding(states, speech_frame_mask(mel, states.shape[2]))
         return emb, self.head.logits(emb)
 
+    def with_frames(self, waveform: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """forward() plus the last layer's frames and the speech-frame mask (the searched fusion's input)."""
+        mel = self.logmel(waveform[:, :MAX_SAMPLES])
+        states = self.encoder(mel)
+        mask = speech_frame_mask(mel, states.shape[2])
+        emb = self.head.embedding(states, mask)
+        return emb, self.head.logits(emb), states[-1], mask
+
 
 class CompactConvEncoder(nn.Module):
     """From-scratch alternative: log-mel (batch, 80, T) -> (1, batch, ceil(T/2), dim)."""

@@ -1,6 +1,7 @@
 """The MFSN search space: every operation with variable lengths and masks (zero-length text
-included), the searchable and derived cells, genotype JSON, and ONNX parity of a derived cell on
-real SEC frames and TEC tokens."""
+included), frame pooling, the trust head, the searchable and derived cells, the concatenation
+control, genotype JSON, ONNX parity of a derived cell on real SEC frames and TEC tokens, and a
+saved cell driving the Recognizer."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from emostream.engine.fusion.cell import CellConfig, FusionCell
+from emostream.engine.fusion.cell import CellConfig, ConcatFusion, FusionCell, TrustHead, pool_frames
+from emostream.engine.fusion.searched import ONNX_INPUTS, CellFileError, export_cell_onnx, load_cell, save_cell
 from emostream.engine.fusion.genotype import Edge, Genotype
 from emostream.engine.fusion.ops import OPS, POOLINGS, SpeechContext, make_op, make_pool, masked_mean
 
@@ -65,7 +67,7 @@ def test_searchable_cell_runs_on_empty_and_full_transcripts_and_derives():
     for tt in (0, 5):  # a batch where nobody said words, then one with words
         text = torch.randn(2, tt, 20)
         t_mask = torch.ones(2, tt, dtype=torch.bool)
-        logits, va = cell(speech, s_mask, text, t_mask, torch.tensor([0.0, 0.8]))
+        logits, va = cell(speech, s_mask, text, t_mask, torch.tensor([0.0, 0.8]), torch.randn(2, 7), torch.randn(2, 7))
         assert logits.shape == (2, cfg.num_labels) and va.shape == (2, 2) and torch.isfinite(logits).all()
     assert {id(p) for p in cell.arch_parameters()}.isdisjoint({id(p) for p in cell.weight_parameters()})
     g = cell.derive()
@@ -91,44 +93,101 @@ def test_genotype_json_round_trip_and_validation(tmp_path):
         Genotype.from_dict({**g.to_dict(), "version": 9})
 
 
-def real_features(recognizer, wave, transcript):
+def test_frame_pooling_is_a_masked_average_and_keeps_partial_windows():
+    frames = torch.arange(2 * 10 * 3, dtype=torch.float32).reshape(2, 10, 3)
+    mask = torch.tensor([[True] * 10, [True] * 5 + [False] * 5])
+    pooled, pmask = pool_frames(frames, mask, 4)
+    assert pooled.shape == (2, 3, 3) and pmask.tolist() == [[True, True, True], [True, True, False]]
+    torch.testing.assert_close(pooled[0, 2], frames[0, 8:10].mean(0))  # the partial last window
+    torch.testing.assert_close(pooled[1, 1], frames[1, 4])  # only one real frame in that window
+    assert (pooled[1, 2] == 0).all()
+
+
+def test_trust_head_weighs_the_branches_and_ignores_text_without_words():
+    torch.manual_seed(0)
+    head = TrustHead(d=8, hidden=16, dropout=0.0, num_labels=7).eval()
+    fused, sec, text = torch.randn(3, 8), torch.randn(3, 7), torch.randn(3, 7)
+    has = torch.tensor([[1.0], [1.0], [0.0]])
+    logits, va = head(fused, sec, text, torch.tensor([0.9, 0.5, 0.0]), has)
+    trust, *_ = head.trust_weights(fused, sec, text, torch.tensor([0.9, 0.5, 0.0]), has)
+    expected = trust[:, :1] * torch.log_softmax(sec, -1) + trust[:, 1:] * torch.log_softmax(text, -1) * has
+    torch.testing.assert_close(logits, expected)
+    assert (trust >= 0).all() and va.abs().max() <= 1
+    logits2, _ = head(fused, sec, text * 100, torch.tensor([0.9, 0.5, 0.0]), has)
+    torch.testing.assert_close(logits2[2], logits[2])  # no transcript: the text logits cannot matter
+
+
+def test_concatenation_control_runs_without_words():
+    torch.manual_seed(0)
+    model = ConcatFusion(CellConfig(speech_dim=24, text_dim=20, d=D, hidden=16)).eval()
+    logits, va = model(torch.randn(2, 9, 24), torch.ones(2, 9, dtype=torch.bool), torch.zeros(2, 0, 20),
+                       torch.zeros(2, 0, dtype=torch.bool), torch.zeros(2), torch.randn(2, 7), torch.randn(2, 7))
+    assert logits.shape == (2, 7) and torch.isfinite(logits).all()
+
+
+GENOTYPE = Genotype(((Edge(0, "text_to_speech_attention"),), (Edge(0, "film"), Edge(1, "speech_to_text_attention")),
+                     (Edge(1, "speech_gate"), Edge(2, "concat_mlp"))), "attentive")
+
+
+def cell_inputs(recognizer, wave, words):
+    """Exactly what the Recognizer hands the cell, from real speech and a real transcript."""
+    from emostream.engine.recognizer import cell_inputs as inputs_of
+
+    return inputs_of(*recognizer_branches(recognizer, wave, words), 0.8)
+
+
+def recognizer_branches(recognizer, wave, words):
     with torch.inference_mode():
-        mel = recognizer.sec_model.logmel(torch.from_numpy(wave)[None])
-        frames = recognizer.sec_model.encoder(mel)[-1]  # last layer, (1, T, 384)
-        if transcript:
-            tokens, _ = recognizer.text_encoder(recognizer.text_encoder.tokenize([transcript]))
-        else:
-            tokens = torch.zeros(1, 0, recognizer.text_encoder.dim)
-    return frames, tokens
+        emb, logits, frames, mask = recognizer.sec_model.with_frames(torch.from_numpy(wave)[None])
+    from emostream.engine.recognizer import SECOutput
+
+    return SECOutput(emb[0].numpy(), logits[0].numpy(), frames[0].numpy(), mask[0].numpy()), recognizer.text(words)
 
 
 def test_derived_cell_exports_to_onnx_with_the_same_probabilities(recognizer, speech, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    g = Genotype(((Edge(0, "text_to_speech_attention"),), (Edge(0, "film"), Edge(1, "speech_to_text_attention")),
-                  (Edge(1, "speech_gate"), Edge(2, "concat_mlp"))), "attentive")
-    cell = FusionCell(CellConfig(), g).eval()
-    frames, tokens = real_features(recognizer, speech["happy"], "this is the best day of my life")
-    args = (frames, torch.ones(frames.shape[:2], dtype=torch.bool), tokens,
-            torch.ones(tokens.shape[:2], dtype=torch.bool), torch.tensor([0.9]))
-    path = tmp_path / "cell.onnx"
-    with torch.no_grad():
-        torch.onnx.export(cell, args, str(path), dynamo=False, opset_version=17,
-                          input_names=["speech", "speech_mask", "text", "text_mask", "asr_confidence"],
-                          output_names=["logits", "va"],
-                          dynamic_axes={"speech": {0: "b", 1: "ts"}, "speech_mask": {0: "b", 1: "ts"},
-                                        "text": {0: "b", 1: "tt"}, "text_mask": {0: "b", 1: "tt"},
-                                        "asr_confidence": {0: "b"}})
+    cell = FusionCell(CellConfig(), GENOTYPE).eval()
+    path = export_cell_onnx(cell, tmp_path / "cell.onnx",
+                            cell_inputs(recognizer, speech["happy"], "this is the best day of my life"))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for wave, words in ((speech["sad"], "i miss her so much"), (speech["happy"], "")):  # empty transcript too
-        frames, tokens = real_features(recognizer, wave, words)
-        inputs = (frames, torch.ones(frames.shape[:2], dtype=torch.bool), tokens,
-                  torch.ones(tokens.shape[:2], dtype=torch.bool), torch.tensor([0.7 if words else 0.0]))
+    # other lengths than the export example, and an empty transcript (zero text tokens)
+    for wave, words in ((speech["sad"], "i miss her so much"), (speech["happy"], ""), (speech["sad"][:8000], "no")):
+        inputs = cell_inputs(recognizer, wave, words)
         with torch.no_grad():
             logits, va = cell(*inputs)
-        got = session.run(None, dict(zip(["speech", "speech_mask", "text", "text_mask", "asr_confidence"],
-                                         [t.numpy() for t in inputs])))
+        got = session.run(None, dict(zip(ONNX_INPUTS, [t.numpy() for t in inputs])))
         p_t = torch.softmax(logits, -1).numpy()
         p_o = torch.softmax(torch.from_numpy(got[0]), -1).numpy()
         assert np.abs(p_o - p_t).max() < 1e-4, words
         np.testing.assert_allclose(got[1], va.numpy(), atol=1e-4)
+
+
+def test_saved_cell_loads_and_drives_the_recognizer(recognizer, speech, tmp_path):
+    from emostream.engine.recognizer import Recognizer
+
+    torch.manual_seed(0)
+    cell = FusionCell(CellConfig(), GENOTYPE).eval()
+    save_cell(cell, tmp_path / "cell", {"note": "test"})
+    loaded, manifest = load_cell(tmp_path / "cell.json")
+    assert manifest["note"] == "test" and loaded.genotype == GENOTYPE
+    inputs = cell_inputs(recognizer, speech["sad"], "i miss her so much")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(*inputs)[0], cell(*inputs)[0])
+    with pytest.raises(CellFileError, match="no searched fusion cell"):
+        load_cell(tmp_path / "missing")
+    with pytest.raises(ValueError, match="torch backend"):
+        Recognizer(fusion=tmp_path / "cell.json", sec_backend="onnxruntime")
+    searched = Recognizer(fusion=tmp_path / "cell.json", torch_threads=1)
+    try:
+        assert searched.model_ids["fusion"] == "searched-cell" and searched.sec_backend.name == "torch"
+        result = searched.classify(speech["sad"])
+        assert abs(sum(result.probs.values()) - 1) < 1e-4 and result.timings_ms["fusion"] > 0
+        # the same utterance by hand through the same cell: the recognizer wires the inputs as tested above
+        sec, tec = recognizer_branches(searched, speech["sad"], result.transcript)
+        probs, _, _ = searched.fuse(sec, tec, result.asr_confidence)
+        assert max(abs(probs[i] - p) for i, p in enumerate(result.probs.values())) < 1e-5
+        silent = searched.fuse(sec, searched.text(""), 0.0)[0]  # no transcript
+        assert abs(silent.sum() - 1) < 1e-4
+    finally:
+        searched.close()

@@ -196,16 +196,22 @@ def predict_compact_sec(model: SECModel, mels: list[torch.Tensor]) -> np.ndarray
     return np.stack(out)
 
 
-def fit_probe(items: list[LowStates], labels: np.ndarray, c: float, seed: int = 0) -> ProbeHead:
-    """Frozen-encoder probe: standardised per-layer stats -> L2 logistic regression (scikit-learn)."""
+def fit_stats_probe(feats: np.ndarray, labels: np.ndarray, c: float, seed: int = 0):
+    """Standardise the per-layer stats and fit the L2 logistic regression: (mean, scale, classifier)."""
     from sklearn.linear_model import LogisticRegression
 
+    mean, scale = feats.mean(axis=0), feats.std(axis=0) + 1e-6
+    clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit((feats - mean) / scale, labels)
+    return mean, scale, clf
+
+
+def fit_probe(items: list[LowStates], labels: np.ndarray, c: float, seed: int = 0) -> ProbeHead:
+    """Frozen-encoder probe: standardised per-layer stats -> L2 logistic regression (scikit-learn)."""
     depth, _, dim = items[0].states.shape
     head = ProbeHead(SECHeadConfig(dim=dim, num_states=depth))
     with torch.no_grad():
         feats = torch.cat([head.embedding(i.states.float()[:, None], i.mask[None]) for i in items]).numpy()
-    mean, scale = feats.mean(axis=0), feats.std(axis=0) + 1e-6
-    clf = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit((feats - mean) / scale, labels)
+    mean, scale, clf = fit_stats_probe(feats, labels, c, seed)
     with torch.no_grad():
         head.mean.copy_(torch.from_numpy(mean))
         head.scale.copy_(torch.from_numpy(scale))

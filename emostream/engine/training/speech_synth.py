@@ -18,6 +18,16 @@ from emostream.streaming.audio import to_mono_16k
 
 VOICES = ("en-us", "en-gb", "en-us+f3", "en-gb+m3", "en-us+f2", "en+m5", "en-gb-x-rp", "en-029")
 
+# The fusion search's text set: accents x voice variants, with accents AND variants disjoint between
+# the lines it trains on and the lines it is tested on, so a cell that learned "this synthesizer
+# voice -> trust the words" meets voices it has never heard.
+TRAIN_ACCENTS = ("en-us", "en-gb", "en-gb-x-rp", "en-029", "en-gb-x-gbclan")
+TRAIN_VARIANTS = ("", "+m1", "+m3", "+f2", "+f3", "+Andy", "+Annie", "+Michael")
+HELDOUT_ACCENTS = ("en-gb-scotland", "en-us-nyc", "en-gb-x-gbcwmd")
+HELDOUT_VARIANTS = ("+f4", "+m5", "+Alicia", "+Steph", "+klatt", "+grandpa")
+SEARCH_TRAIN_VOICES = tuple(a + v for a in TRAIN_ACCENTS for v in TRAIN_VARIANTS)
+SEARCH_HELDOUT_VOICES = tuple(a + v for a in HELDOUT_ACCENTS for v in HELDOUT_VARIANTS)
+
 
 class SynthError(RuntimeError):
     pass
@@ -34,8 +44,9 @@ class Voice:
     pitch: int = 50  # 0..99
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, voices: tuple[str, ...] = VOICES) -> "Voice":
-        return cls(str(rng.choice(voices)), int(rng.integers(135, 196)), int(rng.integers(30, 71)))
+    def draw(cls, rng: np.random.Generator, voices: tuple[str, ...] = VOICES, rates: tuple[int, int] = (135, 196),
+             pitches: tuple[int, int] = (30, 71)) -> "Voice":
+        return cls(str(rng.choice(voices)), int(rng.integers(*rates)), int(rng.integers(*pitches)))
 
 
 def speak(text: str, voice: Voice = Voice()) -> np.ndarray:

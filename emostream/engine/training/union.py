@@ -28,7 +28,7 @@ class SpokenLine:
     voice: Voice
 
 
-def spoken_meld(split: str, limit: int | None, seed: int) -> list[SpokenLine]:
+def spoken_meld(split: str, limit: int | None, seed: int, draw=Voice.draw) -> list[SpokenLine]:
     """A seeded, label-stratified subset of a MELD split, each line with its own drawn voice."""
     rng = np.random.default_rng(seed)
     lines = [l for l in meld_lines(split) if len(l.text.split()) >= 2]
@@ -40,7 +40,7 @@ def spoken_meld(split: str, limit: int | None, seed: int) -> list[SpokenLine]:
             take = max(1, int(round(limit * len(idx) / len(lines))))
             keep.extend(rng.choice(idx, size=min(take, len(idx)), replace=False).tolist())
         lines = [lines[i] for i in sorted(keep)]
-    return [SpokenLine(l, Voice.draw(rng)) for l in lines]
+    return [SpokenLine(l, draw(rng)) for l in lines]
 
 
 def synthesize(items: list[SpokenLine]) -> list[np.ndarray]:
