@@ -33,7 +33,7 @@ def test_tiny_bench_writes_every_section(tiny_results):
     saved = json.loads((out / "results.json").read_text())
     assert saved["machine"]["cpus"] and saved["config"]["repeats"] == 2
     stages = saved["stages"]["stages_ms"]
-    assert {"sec[torch]", "sec[onnxruntime]", "asr", "text", "fusion"} <= set(stages)
+    assert {"sec[torch]", "sec[onnxruntime]", "asr", "text", "fusion", "fusion[searched]"} <= set(stages)
     assert "tensorrt" in saved["stages"]["sec_backends_skipped"] or "sec[tensorrt]" in stages
     assert stages["asr"]["n"] == 2 * len(saved["config"]["utterances"])
     assert saved["stages"]["onnxruntime_over_torch"]["median"] > 0

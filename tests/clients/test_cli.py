@@ -38,12 +38,27 @@ def test_classify_sample_table():
     assert "happy_news.wav" in proc.stdout and "angry_complaint.wav" in proc.stdout
 
 
+def test_classify_with_the_shipped_searched_fusion(audio_dir, tmp_path):
+    """--fusion searched loads the cell that `emostream search` found (shipped in emostream/weights)."""
+    proc = run("classify", audio_dir / "happy.wav", "--fusion", "searched", "--threads", "2")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert abs(sum(record["probs"].values()) - 1) < 1e-3 and record["label"] in LABELS
+    assert record["model_ids"]["fusion"] == "searched-cell"
+    missing = run("classify", audio_dir / "happy.wav", "--fusion", tmp_path / "nothing.json")
+    assert missing.returncode == 2 and "no searched fusion cell" in missing.stderr and "Traceback" not in missing.stderr
+    wrong = run("classify", audio_dir / "happy.wav", "--fusion", "searched", "--sec-backend", "onnxruntime")
+    assert wrong.returncode == 2 and "torch backend" in wrong.stderr
+
+
 def test_help_explains_commands():
     proc = run("--help")
     assert proc.returncode == 0
     assert "classify" in proc.stdout and "train" in proc.stdout
     proc = run("classify", "--help")
-    assert "--format" in proc.stdout and "resampled" in proc.stdout
+    assert "--format" in proc.stdout and "resampled" in proc.stdout and "--fusion" in proc.stdout
+    proc = run("search", "--help")
+    assert proc.returncode == 0 and "random cells" in proc.stdout and "held out" in proc.stdout
 
 
 def test_compile_builds_the_auto_backend_and_checks_it(tmp_path):

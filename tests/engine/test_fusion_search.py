@@ -90,10 +90,11 @@ def test_tiny_search_is_seeded_and_bit_identical(features, tmp_path):
 
 
 def test_synthesizer_check_and_shipping_rule(features):
-    from emostream.engine.training.search_run import probe_logits, shipping_verdict, synthesizer_check, table_markdown
+    from emostream.engine.training.search_run import (counterfactual_check, fixed_fusion, probe_logits,
+                                                      shipping_verdict, synthesizer_check, table_markdown)
 
     idx = np.arange(len(features))
-    _, sec_logits = probe_logits(features, idx, c=0.003, seed=0)
+    sec_emb, sec_logits = probe_logits(features, idx, c=0.003, seed=0)
     cfg = SearchConfig(cell=CellConfig(d=32, heads=4, nodes=2, hidden=32), epochs=1, batch_size=4)
     g = random_genotype(2, np.random.default_rng(1))
     cell = train_cell(features, idx, sec_logits, g, cfg)
@@ -107,6 +108,12 @@ def test_synthesizer_check_and_shipping_rule(features):
     assert 0.0 <= check["corpus_share_of_variance"] <= 1.0
     assert {v["n"] for v in check["by_corpus"].values()} == {4}  # the 4 rows without words are left out
     assert all(v["mean_log_trust_ratio"]["degraded"] is None for v in check["by_corpus"].values())
+    swap = counterfactual_check({"cell": cell, "fixed": fixed_fusion(features, idx, sec_emb, sec_logits, 0)}, features,
+                                idx[:4], idx[4:8], sec_emb, sec_logits, seed=0)
+    for result in swap.values():
+        assert result["pairs"] == 4 and len(result["mean_log_trust_ratio"]) == 4
+        means = list(result["mean_log_trust_ratio"].values())
+        assert result["word_effect_natural_voice"] == means[1] - means[0] and np.isfinite(means).all()
 
     def row(union_ua, rav_ua, meld_f1):
         return {"union": {"ua": [union_ua, 0]}, "ravdess": {"ua": [rav_ua, 0]},

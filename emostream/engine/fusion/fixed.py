@@ -49,6 +49,17 @@ class FusionClassifier(nn.Module):
     def forward(self, sec_emb: torch.Tensor, sec_logits: torch.Tensor, text_emb: torch.Tensor,
                 text_logits: torch.Tensor, asr_confidence: torch.Tensor, has_text: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        trust, h, sec_lp, text_lp = self.trust_weights(sec_emb, sec_logits, text_emb, text_logits, asr_confidence,
+                                                       has_text)
+        logits = trust[:, :1] * sec_lp + trust[:, 1:] * text_lp
+        if self.cfg.correction:
+            logits = logits + self.correction(h)
+        return logits, torch.tanh(self.va(h))
+
+    def trust_weights(self, sec_emb: torch.Tensor, sec_logits: torch.Tensor, text_emb: torch.Tensor,
+                      text_logits: torch.Tensor, asr_confidence: torch.Tensor, has_text: torch.Tensor
+                      ) -> tuple[torch.Tensor, ...]:
+        """(B, 2) trust in SEC and TEC, the hidden state, the branches' log-probs (text zeroed without words)."""
         has = has_text.reshape(-1, 1).to(sec_emb.dtype)
         sec_lp = torch.log_softmax(sec_logits, dim=-1)
         text_lp = torch.log_softmax(text_logits, dim=-1) * has
@@ -58,8 +69,4 @@ class FusionClassifier(nn.Module):
         else:
             sec_side = text_side = torch.zeros(sec_emb.shape[0], self.cfg.proj, dtype=sec_emb.dtype)
         h = self.body(torch.cat([sec_side, text_side, sec_lp, text_lp, conf, has], dim=-1))
-        trust = nn.functional.softplus(self.trust(h))
-        logits = trust[:, :1] * sec_lp + trust[:, 1:] * text_lp
-        if self.cfg.correction:
-            logits = logits + self.correction(h)
-        return logits, torch.tanh(self.va(h))
+        return nn.functional.softplus(self.trust(h)), h, sec_lp, text_lp
