@@ -104,14 +104,12 @@ class SECModel(nn.Module):
         self.head = head
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # Whisper has 1500 positions: 479999 samples give 3000 mel frames -> 1500; one more sample would not fit
-        mel = self.logmel(waveform[:, :MAX_SAMPLES])
-        states = self.encoder(mel)
-        emb = self.head.embedding(states, speech_frame_mask(mel, states.shape[2]))
-        return emb, self.head.logits(emb)
+        emb, logits, _, _ = self.with_frames(waveform)
+        return emb, logits
 
     def with_frames(self, waveform: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """forward() plus the last layer's frames and the speech-frame mask (the searched fusion's input)."""
+        # Whisper has 1500 positions: 479999 samples give 3000 mel frames -> 1500; one more sample would not fit
         mel = self.logmel(waveform[:, :MAX_SAMPLES])
         states = self.encoder(mel)
         mask = speech_frame_mask(mel, states.shape[2])

@@ -39,6 +39,11 @@ class SequenceFeatures:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def has_text(self) -> np.ndarray:
+        """(N,) bool: the utterance has a transcript (a non-empty token sequence)."""
+        return np.array([len(t) > 0 for t in self.text])
+
     def save(self, path: Path) -> None:
         def pack(parts):
             lengths = np.array([len(p) for p in parts], np.int64)

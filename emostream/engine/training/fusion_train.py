@@ -47,6 +47,13 @@ class BranchRows:
         return len(self.labels)
 
 
+def branch_only(rows: BranchRows) -> dict[str, np.ndarray]:
+    """Single-branch predictions: SEC argmax; TEC argmax, neutral when there is no transcript."""
+    tec = rows.text_logits.argmax(1)
+    tec[rows.has_text == 0] = LABELS.index("neutral")
+    return {"sec_only": rows.sec_logits.argmax(1), "tec_only": tec}
+
+
 def va_targets(labels: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Circumplex prototypes of the categorical labels, scaled by intensity where the corpus has it."""
     proto = np.array([VA_PROTOTYPES[name] for name in LABELS], dtype=np.float32)

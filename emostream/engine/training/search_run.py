@@ -104,14 +104,6 @@ def fold_branches(data: SequenceFeatures, layout: Layout, train_actors: list[int
     return emb, logits
 
 
-def tec_only(data: SequenceFeatures, idx: np.ndarray) -> np.ndarray:
-    from emostream.labels import LABELS
-
-    pred = data.text_logits[idx].argmax(1)
-    pred[np.array([len(data.text[i]) == 0 for i in idx])] = LABELS.index("neutral")
-    return pred
-
-
 def fixed_fusion(data: SequenceFeatures, train: np.ndarray, sec_emb: np.ndarray, sec_logits: np.ndarray, seed: int):
     """The engine issue's fusion, trained the way ``emostream train`` trains it."""
     from emostream.engine.fusion import FusionConfig
@@ -124,7 +116,7 @@ def fixed_fusion(data: SequenceFeatures, train: np.ndarray, sec_emb: np.ndarray,
 def branch_rows(data: SequenceFeatures, idx: np.ndarray, sec_emb: np.ndarray, sec_logits: np.ndarray):
     from emostream.engine.training.fusion_train import BranchRows, va_targets
 
-    has = np.array([1.0 if len(data.text[i]) else 0.0 for i in idx], np.float32)
+    has = data.has_text[idx].astype(np.float32)
     return BranchRows(sec_emb[idx], sec_logits[idx], data.text_emb[idx], data.text_logits[idx],
                       data.asr_confidence[idx], has, data.labels[idx],
                       va_targets(data.labels[idx], np.full(len(idx), 0.85)))
@@ -157,31 +149,40 @@ def fusion_latency_ms(model, data: SequenceFeatures, idx: np.ndarray, sec_emb, s
 
 
 def summarize(per_fold: list[dict]) -> dict:
-    out = {}
-    for key in ("ua", "wa", "weighted_f1"):
-        v = np.array([f[key] for f in per_fold])
-        out[key] = [float(v.mean()), float(v.std())]
-    return out
+    """metrics.summarize_folds as {metric: [mean, std]}, the table's shape."""
+    from emostream.engine.training.metrics import summarize_folds
+
+    s = summarize_folds(per_fold)
+    return {key: [s[f"{key}_mean"], s[f"{key}_std"]] for key in ("ua", "wa", "weighted_f1")}
+
+
+def mean_std(values) -> list[float]:
+    return [float(np.mean(values)), float(np.std(values))]
+
+
+def log_trust_ratio(trust: np.ndarray) -> np.ndarray:
+    """r = log(trust_text / trust_speech) per row of a (N, 2) trust array."""
+    return np.log(trust[:, 1] + 1e-6) - np.log(trust[:, 0] + 1e-6)
 
 
 def synthesizer_check(trust: np.ndarray, data: SequenceFeatures, idx: np.ndarray, sec_logits: np.ndarray) -> dict:
-    """``trust`` and ``sec_logits`` are aligned with ``idx`` (rows of ``data``). Does trust(text) / trust(speech) follow branch informativeness within each corpus?
+    """Does trust(text) / trust(speech) follow branch informativeness within each corpus?
+    ``trust`` and ``sec_logits`` are aligned with ``idx`` (rows of ``data``).
 
     r = log(trust_text / trust_sec). If the cell keyed on the synthesizer, r would be one value per
     corpus: the corpus would explain ~all its variance and nothing would be left to correlate with
     how sure each branch is. Reported: the share of r's variance the corpus explains, and within
     each corpus the Spearman correlation of r with (TEC max-prob - SEC max-prob).
     """
+    from scipy.special import softmax
     from scipy.stats import spearmanr
 
     def maxprob(logits):
-        z = logits - logits.max(1, keepdims=True)
-        p = np.exp(z)
-        return (p / p.sum(1, keepdims=True)).max(1)
+        return softmax(logits, axis=1).max(1)
 
-    has = np.array([len(data.text[i]) > 0 for i in idx])
+    has = data.has_text[idx]
     keep = idx[has]
-    r = np.log(trust[has, 1] + 1e-6) - np.log(trust[has, 0] + 1e-6)
+    r = log_trust_ratio(trust[has])
     synthetic = np.array([not g.startswith("ravdess:") for g in data.groups[keep].astype(str)])
     gap = maxprob(data.text_logits[keep]) - maxprob(sec_logits[has])
     between = sum(m.sum() * (r[m].mean() - r.mean()) ** 2 for m in (synthetic, ~synthetic) if m.any())
@@ -235,8 +236,7 @@ def counterfactual_check(models: dict, data: SequenceFeatures, natural: np.ndarr
                     trust = model.trust_weights(*_tensors(branch_rows(feats, local, emb, logits)))[0].numpy()
             else:
                 trust = predict(model, feats, local, logits, trust=True)
-            has = np.array([len(t) > 0 for t in feats.text])
-            means[combo] = float(np.mean(np.log(trust[has, 1] + 1e-6) - np.log(trust[has, 0] + 1e-6)))
+            means[combo] = float(np.mean(log_trust_ratio(trust[feats.has_text])))
         c = list(combos)
         out[name] = {"mean_log_trust_ratio": means,
                      "word_effect_natural_voice": means[c[1]] - means[c[0]],
@@ -248,6 +248,7 @@ def counterfactual_check(models: dict, data: SequenceFeatures, natural: np.ndarr
 
 def run_search(cfg: SearchRunConfig, recognizer, say=print) -> dict:
     from emostream.engine.training.corpora import actor_folds
+    from emostream.engine.training.fusion_train import branch_only, predict_fusion
     from emostream.engine.training.metrics import scores
 
     torch.manual_seed(cfg.seed)
@@ -295,11 +296,9 @@ def run_search(cfg: SearchRunConfig, recognizer, say=print) -> dict:
         def record(row: str, predict_set):
             results[row].append({name: scores(data.labels[idx], predict_set(idx)) for name, idx in sets.items()})
 
-        record("sec_only", lambda idx: logits[idx].argmax(1))
-        record("tec_only", lambda idx: tec_only(data, idx))
+        record("sec_only", lambda idx: branch_only(branch_rows(data, idx, emb, logits))["sec_only"])
+        record("tec_only", lambda idx: branch_only(branch_rows(data, idx, emb, logits))["tec_only"])
         fixed = fixed_fusion(data, train, emb, logits, cfg.seed)
-        from emostream.engine.training.fusion_train import predict_fusion
-
         record("fixed_fusion", lambda idx: predict_fusion(fixed, branch_rows(data, idx, emb, logits))[0].argmax(1))
         for row, g in [("concat", CONCAT), ("searched", genotype)] + [(f"random_{i + 1}", r) for i, r in
                                                                       enumerate(randoms)]:
@@ -325,8 +324,7 @@ def run_search(cfg: SearchRunConfig, recognizer, say=print) -> dict:
     for row, per_fold in results.items():
         table[row] = {name: summarize([f[name] for f in per_fold]) for name in SETS}
     random_rows = [r for r in results if r.startswith("random_")]
-    table["random"] = {name: {key: [float(np.mean([table[r][name][key][0] for r in random_rows])),
-                                    float(np.std([table[r][name][key][0] for r in random_rows]))]
+    table["random"] = {name: {key: mean_std([table[r][name][key][0] for r in random_rows])
                               for key in ("ua", "wa", "weighted_f1")} for name in SETS}
     idx_lat = np.concatenate([layout.ravdess(folds[0])[:20], layout.meld_test[:20]])
     latency_samples = {}
@@ -335,10 +333,8 @@ def run_search(cfg: SearchRunConfig, recognizer, say=print) -> dict:
         latency_samples[row] = fusion_latency_ms(model, data, idx_lat, *latency_inputs, cfg.latency_runs)
         table[row]["latency_ms"] = float(np.median(latency_samples[row]))
         table[row]["latency_p95_ms"] = float(np.percentile(latency_samples[row], 95))
-    table["random"]["parameters"] = [float(np.mean([table[r]["parameters"] for r in random_rows])),
-                                     float(np.std([table[r]["parameters"] for r in random_rows]))]
-    table["random"]["latency_ms"] = [float(np.mean([table[r]["latency_ms"] for r in random_rows])),
-                                     float(np.std([table[r]["latency_ms"] for r in random_rows]))]
+    for key in ("parameters", "latency_ms"):
+        table["random"][key] = mean_std([table[r][key] for r in random_rows])
 
     verdict = shipping_verdict(table)
     say(verdict["reason"])

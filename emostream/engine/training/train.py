@@ -25,8 +25,8 @@ from emostream.engine.fusion import FusionConfig
 from emostream.engine.text import TextEncoder, TextHead
 from emostream.engine.training.augment import augment
 from emostream.engine.training.corpora import actor_folds, ravdess_clips
-from emostream.engine.training.fusion_train import (BranchRows, FusionTrainConfig, predict_fusion, train_fusion,
-                                                     va_targets)
+from emostream.engine.training.fusion_train import (BranchRows, FusionTrainConfig, branch_only, predict_fusion,
+                                                     train_fusion, va_targets)
 from emostream.engine.training.report_md import report_markdown
 from emostream.engine.training.metrics import confusion, scores, summarize_folds
 from emostream.engine.training.sec_train import (CompactConfig, SECTrainConfig, compute_low_states, fit_probe, log_mels,
@@ -68,13 +68,6 @@ def _text_outputs(encoder: TextEncoder, head: TextHead, texts: list[Transcript])
     has = np.array([1.0 if t.text else 0.0 for t in texts], np.float32)
     conf = np.array([t.confidence for t in texts], np.float32)
     return emb, logits, conf, has
-
-
-def _branch_only(rows: BranchRows) -> dict[str, np.ndarray]:
-    """Single-branch predictions: SEC argmax; TEC argmax, neutral when there is no transcript."""
-    tec = rows.text_logits.argmax(1)
-    tec[rows.has_text == 0] = LABELS.index("neutral")
-    return {"sec_only": rows.sec_logits.argmax(1), "tec_only": tec}
 
 
 def run_training(cfg: TrainConfig) -> dict:
@@ -192,7 +185,7 @@ def run_training(cfg: TrainConfig) -> dict:
         evals = {"ravdess": rows_rav(te, oof_emb[te], oof_logits[te]), "meld_spoken": rows_spoken("test", *fold_spoken[k]["test"])}
         evals["union"] = BranchRows.concat([evals["ravdess"], evals["meld_spoken"]])
         for name, rows in evals.items():
-            preds = {**_branch_only(rows), "fused": predict_fusion(fusion, rows)[0].argmax(1)}
+            preds = {**branch_only(rows), "fused": predict_fusion(fusion, rows)[0].argmax(1)}
             if name == "ravdess":
                 fused_rav_pred[te] = preds["fused"]
             for system, pred in preds.items():
