@@ -21,7 +21,8 @@ from emostream.engine.fusion import FusionClassifier, FusionConfig
 from emostream.engine.sec import SECModel, whisper_sec
 from emostream.engine.text import TextEncoder, TextHead
 from emostream.labels import LABELS
-from emostream.streaming.audio import validate_waveform
+from emostream.streaming.audio import SAMPLE_RATE, validate_waveform
+from emostream.streaming.segmenter import trim_to_speech
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class EmotionResult:
     asr_confidence: float
     timings_ms: dict[str, float]
     model_ids: dict[str, str] = field(default_factory=dict)
+    speech_s: tuple[float, float] | None = None  # classify: the part of the clip judged as speech
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,9 @@ def cell_inputs(sec: SECOutput, tec: TECOutput, asr_confidence: float) -> tuple[
 
 def load_sec(bundle: Bundle) -> SECModel:
     """The Whisper SEC: frozen lower layers from the bundled tiny.en, our fine-tuned top + head."""
-    model = whisper_sec(str(bundled_asr_dir()), bundle.manifest["sec"].get("head", "pooling"))
+    sec = bundle.manifest["sec"]
+    states = tuple(sec["states"]) if "states" in sec else None
+    model = whisper_sec(str(bundled_asr_dir()), sec.get("head", "pooling"), states, noise_gate=sec.get("noise_gate", False))
     missing, unexpected = model.load_state_dict(bundle.part("sec"), strict=False)
     if unexpected:
         raise RuntimeError(f"SEC weights in the bundle do not fit the model: {unexpected[:3]}")
@@ -156,8 +160,12 @@ class Recognizer:
 
     # --- whole utterance ------------------------------------------------------------------------
     def classify(self, waveform: np.ndarray) -> EmotionResult:
-        """16 kHz mono float32 -> EmotionResult. Raises AudioError for unusable audio."""
-        waveform = validate_waveform(np.asarray(waveform, dtype=np.float32))
+        """16 kHz mono float32 -> EmotionResult. Raises AudioError for unusable audio.
+
+        The clip is one utterance: it is first trimmed to the span the live segmenter would cut
+        (same VAD, pre-roll and end silence), so room tone around the speech is judged neither
+        by SEC nor by ASR, exactly as in ``listen``."""
+        waveform, span = trim_to_speech(validate_waveform(np.asarray(waveform, dtype=np.float32)))
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         sec = self.sec(waveform)
@@ -169,10 +177,11 @@ class Recognizer:
         probs, valence, arousal = self.fuse(sec, tec, transcript.confidence)
         t4 = time.perf_counter()
         timings.update(sec=(t1 - t0) * 1e3, asr=(t2 - t1) * 1e3, text=(t3 - t2) * 1e3, fusion=(t4 - t3) * 1e3)
-        return self.result(probs, valence, arousal, transcript, timings)
+        return self.result(probs, valence, arousal, transcript, timings,
+                           speech_s=(span[0] / SAMPLE_RATE, span[1] / SAMPLE_RATE))
 
     def result(self, probs: np.ndarray, valence: float, arousal: float, transcript: Transcript,
-               timings: dict[str, float]) -> EmotionResult:
+               timings: dict[str, float], speech_s: tuple[float, float] | None = None) -> EmotionResult:
         best = int(np.argmax(probs))
         return EmotionResult(
             label=LABELS[best], confidence=float(probs[best]),
@@ -180,4 +189,5 @@ class Recognizer:
             valence=valence, arousal=arousal, transcript=transcript.text,
             asr_confidence=transcript.confidence,
             timings_ms={k: round(v, 2) for k, v in timings.items()}, model_ids=dict(self.model_ids),
+            speech_s=None if speech_s is None else (round(speech_s[0], 3), round(speech_s[1], 3)),
         )

@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from emostream.engine.logmel import LogMel
 from emostream.engine.whisper_encoder import WhisperEncoderStack
 
-SPEECH_FLOOR = 0.75  # log-mel units (x4 decades): frames more than 30 dB under the peak are not speech
+SPEECH_FLOOR = 0.75  # log-mel units (1 unit = 40 dB): frames more than 30 dB under the peak are not speech
+NOISE_MARGIN = 0.15  # ... nor frames within 6 dB of the noise floor (the quietest 200 ms of the utterance)
+NOISE_WINDOW = 5  # encoder frames (40 ms each) averaged before taking the minimum
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,19 @@ class SECHeadConfig:
         return 2 * self.dim
 
 
-def speech_frame_mask(mel: torch.Tensor, frames: int) -> torch.Tensor:
-    """(batch, 80, T) log-mel -> (batch, frames) True where a frame is within 30 dB of the peak."""
+def speech_frame_mask(mel: torch.Tensor, frames: int, noise_gate: bool = True) -> torch.Tensor:
+    """(batch, 80, T) log-mel -> (batch, frames) True where a frame is within 30 dB of the peak and
+    6 dB above the noise floor, so room tone is not pooled as speech (the loudest frame always counts)."""
     # Same geometry as the encoder's stride-2 conv (kernel 3, padding 1), so lengths always agree.
     energy = F.avg_pool1d(mel.mean(dim=1, keepdim=True), 3, stride=2, padding=1, count_include_pad=False)
     energy = energy.squeeze(1)[:, :frames]
-    return energy > energy.amax(dim=1, keepdim=True) - SPEECH_FLOOR
+    peak = energy.amax(dim=1, keepdim=True)
+    if not noise_gate:  # the peak-relative rule alone (models before 0.2; kept for the comparison)
+        return energy > peak - SPEECH_FLOOR
+    smooth = F.avg_pool1d(energy[:, None], NOISE_WINDOW, stride=1, padding=NOISE_WINDOW // 2, count_include_pad=False)
+    floor = smooth[:, 0].amin(dim=1, keepdim=True)
+    threshold = torch.minimum(torch.maximum(peak - SPEECH_FLOOR, floor + NOISE_MARGIN), peak)
+    return energy >= threshold
 
 
 def masked_stats(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -75,16 +84,18 @@ class ProbeHead(nn.Module):
     Fitted as an L2 logistic regression (scikit-learn) and copied in, so it exports like any module.
     """
 
-    def __init__(self, cfg: SECHeadConfig) -> None:
+    def __init__(self, cfg: SECHeadConfig, states: tuple[int, ...] | None = None) -> None:
+        """``states``: which encoder states (0 = conv front end, 1.. = layers) are read; default all."""
         super().__init__()
         self.cfg = cfg
-        dim = cfg.num_states * cfg.embed_dim
+        self.states = tuple(range(cfg.num_states)) if states is None else tuple(states)
+        dim = len(self.states) * cfg.embed_dim
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("scale", torch.ones(dim))
         self.classify = nn.Linear(dim, cfg.num_labels)
 
     def embedding(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        stats = [masked_stats(states[i], mask) for i in range(states.shape[0])]
+        stats = [masked_stats(states[i], mask) for i in self.states]
         return (torch.cat(stats, dim=-1) - self.mean) / self.scale
 
     def logits(self, emb: torch.Tensor) -> torch.Tensor:
@@ -97,11 +108,14 @@ MAX_SAMPLES = 2 * 1500 * 160 - 1  # the longest waveform the Whisper encoder's p
 class SECModel(nn.Module):
     """waveform (batch, samples) -> (embedding, logits). Exported to ONNX as one graph."""
 
-    def __init__(self, encoder: nn.Module, head: SECHead) -> None:
+    def __init__(self, encoder: nn.Module, head: SECHead, noise_gate: bool = True) -> None:
+        """``noise_gate``: the speech mask also drops frames near the noise floor (bundles trained
+        with it say so in their manifest; older ones used the peak-relative mask alone)."""
         super().__init__()
         self.logmel = LogMel()
         self.encoder = encoder
         self.head = head
+        self.noise_gate = noise_gate
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         emb, logits, _, _ = self.with_frames(waveform)
@@ -112,7 +126,7 @@ class SECModel(nn.Module):
         # Whisper has 1500 positions: 479999 samples give 3000 mel frames -> 1500; one more sample would not fit
         mel = self.logmel(waveform[:, :MAX_SAMPLES])
         states = self.encoder(mel)
-        mask = speech_frame_mask(mel, states.shape[2])
+        mask = speech_frame_mask(mel, states.shape[2], self.noise_gate)
         emb = self.head.embedding(states, mask)
         return emb, self.head.logits(emb), states[-1], mask
 
@@ -136,8 +150,10 @@ class CompactConvEncoder(nn.Module):
 HEADS = {"pooling": SECHead, "probe": ProbeHead}
 
 
-def whisper_sec(asr_model_dir: str, head: str = "pooling") -> SECModel:
+def whisper_sec(asr_model_dir: str, head: str = "pooling", states: tuple[int, ...] | None = None,
+                noise_gate: bool = True) -> SECModel:
     """The Whisper SEC initialised from the CTranslate2 weights, with an untrained head of kind ``head``."""
     encoder = WhisperEncoderStack.from_ct2(asr_model_dir)
     cfg = SECHeadConfig(dim=encoder.config.d_model, num_states=encoder.num_states)
-    return SECModel(encoder, HEADS[head](cfg))
+    head_module = ProbeHead(cfg, states) if head == "probe" else SECHead(cfg)
+    return SECModel(encoder, head_module, noise_gate)

@@ -5,8 +5,9 @@ Idle: the last ``pre_roll_ms`` of frames sit in a ring. An utterance opens when 
 onsets are not clipped. It closes after ``end_silence_ms`` of unvoiced frames (the trailing
 silence stays: ASR likes a little tail), or is force-cut at ``max_utterance_s`` and a new one
 continues straight on. Utterances with less than ``min_speech_ms`` of voiced frames are dropped
-and counted. Frames quieter than ``energy_floor_dbfs`` count as unvoiced whatever the VAD says:
-webrtcvad alone fires on faint hum.
+and counted. Which frames are voiced is ``streaming.vad``'s decision (webrtcvad gated by an
+absolute and a noise-floor-relative level), and ``speech_span`` applies this same segmenter to
+a whole file, so ``classify``, ``listen`` and training agree on where the speech is.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import webrtcvad
 
 from emostream.streaming.audio import SAMPLE_RATE
 from emostream.streaming.frames import AudioChunk, Utterance
+from emostream.streaming.vad import VADConfig, VoiceActivity
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,11 @@ class SegmenterConfig:
     end_silence_ms: int = 300
     min_speech_ms: int = 200
     max_utterance_s: float = 15.0
-    energy_floor_dbfs: float = -50.0
+    energy_floor_dbfs: float = -65.0
+    noise_margin_db: float = 1.5
 
     def __post_init__(self) -> None:
-        if self.frame_ms not in (10, 20, 30):
-            raise ValueError(f"frame_ms must be 10, 20 or 30 (webrtcvad), got {self.frame_ms}")
-        if self.aggressiveness not in (0, 1, 2, 3):
-            raise ValueError(f"VAD aggressiveness must be 0-3, got {self.aggressiveness}")
+        _ = self.vad  # VADConfig validates frame_ms, aggressiveness and the level gates
         if not 0 < self.start_ratio <= 1:
             raise ValueError(f"start_ratio must be in (0, 1], got {self.start_ratio}")
         if self.end_silence_ms < self.frame_ms:
@@ -52,8 +51,12 @@ class SegmenterConfig:
                              f"got {self.max_utterance_s}")
 
     @property
+    def vad(self) -> VADConfig:
+        return VADConfig(self.frame_ms, self.aggressiveness, self.energy_floor_dbfs, self.noise_margin_db)
+
+    @property
     def frame_samples(self) -> int:
-        return SAMPLE_RATE * self.frame_ms // 1000
+        return self.vad.frame_samples
 
 
 class Segmenter:
@@ -63,14 +66,13 @@ class Segmenter:
         self.stream_id = stream_id
         self.config = config or SegmenterConfig()
         c = self.config
-        self._vad = webrtcvad.Vad(c.aggressiveness)
+        self._is_voiced = VoiceActivity(c.vad)
         self._n = c.frame_samples
         self._start_frames = max(1, c.start_ms // c.frame_ms)
         self._ring: deque[tuple[np.ndarray, bool]] = deque(
             maxlen=max(self._start_frames, (c.pre_roll_ms + c.start_ms) // c.frame_ms))
         self._end_frames = max(1, c.end_silence_ms // c.frame_ms)
         self._max_frames = int(c.max_utterance_s * 1000 // c.frame_ms)
-        self._floor = 10 ** (c.energy_floor_dbfs / 20)
         self._pending = np.zeros(0, np.float32)
         self._pos = 0  # stream-clock sample index of the next frame
         self._active: list[np.ndarray] | None = None
@@ -83,12 +85,6 @@ class Segmenter:
     @property
     def in_speech(self) -> bool:
         return self._active is not None
-
-    def _is_voiced(self, frame: np.ndarray) -> bool:
-        if float(np.sqrt(np.mean(frame * frame))) < self._floor:
-            return False
-        pcm = (np.clip(frame, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-        return self._vad.is_speech(pcm, SAMPLE_RATE)
 
     def feed(self, chunk: AudioChunk | np.ndarray) -> list[Utterance]:
         samples = chunk.samples if isinstance(chunk, AudioChunk) else np.asarray(chunk, np.float32)
@@ -158,3 +154,20 @@ class Segmenter:
         return Utterance(stream_id=self.stream_id, seq=self.seq, start_s=start / SAMPLE_RATE,
                          end_s=(start + len(samples)) / SAMPLE_RATE, samples=samples,
                          closed_wall=time.time(), closed_perf=time.perf_counter(), forced_cut=forced)
+
+
+def speech_span(waveform: np.ndarray, config: SegmenterConfig | None = None) -> tuple[int, int] | None:
+    """Sample range [start, end) from the first utterance's start to the last one's end, as ``listen``
+    would cut this audio (pre-roll and end silence included); None when it finds no speech."""
+    segmenter = Segmenter("span", config)
+    utterances = segmenter.feed(np.asarray(waveform, np.float32)) + segmenter.flush()
+    if not utterances:
+        return None
+    return round(utterances[0].start_s * SAMPLE_RATE), round(utterances[-1].end_s * SAMPLE_RATE)
+
+
+def trim_to_speech(waveform: np.ndarray, config: SegmenterConfig | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """The speech part of a one-utterance recording and its sample span (the whole clip when the VAD
+    finds no speech: the models then decide, e.g. silence -> empty transcript)."""
+    span = speech_span(waveform, config) or (0, len(waveform))
+    return waveform[span[0]:span[1]], span

@@ -47,3 +47,44 @@ def test_ct2_reader_rejects_other_files(tmp_path):
     bad.write_bytes(b"\x09\x00\x00\x00junk")
     with pytest.raises(CT2FormatError):
         read_ct2_variables(bad)
+
+
+def _with_room_tone(x: np.ndarray, snr_db: float, pad_s: float = 1.0, seed: int = 0) -> tuple[np.ndarray, int]:
+    from scipy.signal import lfilter
+
+    pad = int(pad_s * 16000)
+    y = np.concatenate([np.zeros(pad, np.float32), x, np.zeros(pad, np.float32)])
+    noise = lfilter([1.0], [1, -0.95], np.random.default_rng(seed).standard_normal(len(y)))
+    noise *= np.sqrt(np.mean(x**2) / np.mean(noise**2)) / 10 ** (snr_db / 20)
+    return (y + noise).astype(np.float32), pad
+
+
+def test_speech_mask_leaves_out_room_tone(speech):
+    """Room tone around the speech (20 dB SNR) passes the peak-relative mask but not the noise floor's."""
+    import torch
+
+    from emostream.engine.logmel import LogMel
+    from emostream.engine.sec import speech_frame_mask
+
+    noisy, pad = _with_room_tone(speech["happy"], 20.0)
+    mel = LogMel()(torch.from_numpy(noisy)[None])
+    frames = (mel.shape[-1] + 1) // 2
+    gated = speech_frame_mask(mel, frames)[0].numpy()
+    peak_only = speech_frame_mask(mel, frames, noise_gate=False)[0].numpy()
+    edge = pad // 320 - 3  # 20 ms per encoder frame; stay clear of the speech onset
+    tone = np.r_[0:edge, frames - edge:frames]
+    assert peak_only[tone].mean() > 0.9, "the old mask pools room tone"
+    assert gated[tone].mean() < 0.1, "the noise-floor mask must not"
+    speech_frames = np.arange(pad // 320 + 5, frames - pad // 320 - 5)
+    assert gated[speech_frames].mean() > 0.5
+
+
+def test_classify_judges_the_speech_span(recognizer, speech):
+    """A file is trimmed to where the segmenter finds speech, so room tone does not count."""
+    noisy, pad = _with_room_tone(speech["happy"], 20.0, pad_s=1.5)
+    result = recognizer.classify(noisy)
+    start, end = result.speech_s
+    assert pad / 16000 - 0.7 <= start <= pad / 16000 + 0.3
+    assert (pad + len(speech["happy"])) / 16000 - 0.5 <= end <= (pad + len(speech["happy"])) / 16000 + 0.7
+    clean = recognizer.classify(speech["happy"])
+    assert clean.speech_s[0] >= 0 and clean.speech_s[1] <= len(speech["happy"]) / 16000 + 1e-3

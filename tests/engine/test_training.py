@@ -58,7 +58,7 @@ def test_cached_training_path_equals_inference_path(speech):
     tuned_from = Bundle.load().manifest["sec"]["tuned_from"]
     base = WhisperEncoderStack.from_ct2(bundled_asr_dir())
     waves = list(speech.values())
-    low = compute_low_states(base, log_mels(waves, "mel"), tuned_from, "low")
+    low = compute_low_states(base, log_mels(waves, "mel"), tuned_from, "low", noise_gate=model.noise_gate)
     emb, logits = predict_whisper_sec(model.encoder, model.head, low, tuned_from)
     for i, wave in enumerate(waves):
         with torch.no_grad():

@@ -94,3 +94,30 @@ def test_stream_ending_right_after_a_forced_cut_adds_nothing(dialogue):
                                                 pre_roll_ms=0, min_speech_ms=0), chunk=len(speech))
     assert all(u.samples.size for u in utts)
     assert seg.stats["too_short"] == 0
+
+
+def test_steady_noise_floor_is_not_speech():
+    """Loud steady noise (a fan at -25 dBFS) must not open utterances: speech sits above the noise floor."""
+    from scipy.signal import lfilter
+
+    rng = np.random.default_rng(2)
+    fan = lfilter([1.0], [1, -0.9], rng.standard_normal(16000 * 6)).astype(np.float32)
+    fan *= 10 ** (-25 / 20) / np.sqrt(np.mean(fan**2))
+    utts, _ = segment(fan)
+    assert utts == []
+
+
+def test_speech_span_matches_the_segmenter_and_survives_noise(dialogue):
+    from emostream.streaming.segmenter import speech_span, trim_to_speech
+
+    utts, _ = segment(dialogue.audio)
+    span = speech_span(dialogue.audio)
+    assert span == (round(utts[0].start_s * 16000), round(utts[-1].end_s * 16000))
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(len(dialogue.audio)).astype(np.float32)
+    noise *= np.sqrt(np.mean(dialogue.audio**2) / np.mean(noise**2)) / 10 ** (10 / 20)  # 10 dB SNR
+    noisy_span = speech_span(dialogue.audio + noise)
+    assert noisy_span is not None
+    assert abs(noisy_span[0] - span[0]) < 0.4 * 16000 and abs(noisy_span[1] - span[1]) < 0.6 * 16000
+    trimmed, used = trim_to_speech(np.zeros(16000, np.float32))
+    assert used == (0, 16000) and len(trimmed) == 16000  # no speech: the whole clip, the models decide

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from emostream.engine.training.augment import add_noise, reverberate
 from emostream.engine.training.fusion_features import SequenceFeatures, sequence_features
 
 log = logging.getLogger(__name__)
@@ -38,11 +37,32 @@ class SearchDataConfig:
     seed: int = 0
 
 
+def _pink_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    from scipy.signal import lfilter
+
+    pink = lfilter([0.05], [1, -0.95], rng.standard_normal(x.size)).astype(np.float32)
+    gain = np.sqrt((np.mean(x**2) + 1e-12) / (np.mean(pink**2) + 1e-12) / 10 ** (snr_db / 10))
+    return (x + pink * gain).astype(np.float32)
+
+
+def _noise_tail_reverb(x: np.ndarray, rt60: float, rng: np.random.Generator) -> np.ndarray:
+    from scipy.signal import fftconvolve
+
+    t = np.arange(int(rt60 * 16000)) / 16000
+    ir = rng.standard_normal(t.size) * np.exp(-6.9 * t / rt60)
+    ir[0] = 1.0
+    y = fftconvolve(x, ir)[: x.size]
+    return (y * (np.abs(x).max() / (np.abs(y).max() + 1e-9))).astype(np.float32)
+
+
 def degrade(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Noise at 5-20 dB SNR, with synthetic reverberation first half of the time."""
+    """Noise at 5-20 dB SNR, with synthetic reverberation first half of the time.
+
+    Kept as issue 6's search data was built (the shipped searched cell's provenance); the model's
+    multi-condition training uses ``training.augment`` (audiomentations + pyroomacoustics)."""
     if rng.random() < 0.5:
-        x = reverberate(x, float(rng.uniform(0.3, 0.9)), rng)
-    y = add_noise(x, float(rng.uniform(5, 20)), rng)
+        x = _noise_tail_reverb(x, float(rng.uniform(0.3, 0.9)), rng)
+    y = _pink_noise(x, float(rng.uniform(5, 20)), rng)
     peak = float(np.abs(y).max())
     return y / peak * 0.99 if peak > 0.99 else y
 

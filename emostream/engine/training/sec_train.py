@@ -55,12 +55,13 @@ class LowStates:
     mask: torch.Tensor
 
 
-def compute_low_states(encoder: WhisperEncoderStack, mels: list[torch.Tensor], upto: int, desc: str) -> list[LowStates]:
+def compute_low_states(encoder: WhisperEncoderStack, mels: list[torch.Tensor], upto: int, desc: str,
+                       noise_gate: bool = True) -> list[LowStates]:
     out = []
     with torch.no_grad():
         for mel in tqdm(mels, desc=desc, unit="clip", leave=False):
             states = torch.stack(encoder.run_layers([encoder.embed(mel[None])], 0, stop=upto))
-            out.append(LowStates(states[:, 0].half(), speech_frame_mask(mel[None], states.shape[2])[0]))
+            out.append(LowStates(states[:, 0].half(), speech_frame_mask(mel[None], states.shape[2], noise_gate)[0]))
     return out
 
 

