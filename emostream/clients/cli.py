@@ -121,6 +121,10 @@ def _listen_parser(sub) -> None:
                    help="0 = lets most sound through, 3 = strictest (default %(default)s)")
     g.add_argument("--end-silence-ms", type=int, default=d.end_silence_ms,
                    help="pause that ends an utterance (default %(default)s ms; longer = fewer, longer utterances)")
+    g.add_argument("--turn-gap-ms", type=int, default=d.turn_gap_ms,
+                   help="speech resuming within this long after an utterance closed continues the same turn: "
+                        "its result is recognised over the whole turn so far, so a sentence cut at a short "
+                        "pause is judged as a sentence (default %(default)s ms; 0 = every fragment alone)")
     g.add_argument("--pre-roll-ms", type=int, default=d.pre_roll_ms,
                    help="audio kept before the detected onset (default %(default)s ms)")
     g.add_argument("--min-speech-ms", type=int, default=d.min_speech_ms,

@@ -15,7 +15,7 @@ import jsonschema
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 EMOTION_SCHEMA_ID = "urn:emostream:schema:emotion:1"
 STATUS_SCHEMA_ID = "urn:emostream:schema:status:1"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 EMOTION_TOPIC_PREFIX = "emotion."
 STATUS_TOPIC = "status"
 _FILES = {EMOTION_SCHEMA_ID: "emotion-1.schema.json", STATUS_SCHEMA_ID: "status-1.schema.json"}
@@ -58,7 +58,8 @@ def emotion_message(utterance, result, timings_ms: dict[str, float], published_a
         "stream_id": utterance.stream_id, "seq": utterance.seq,
         "utterance": {"start_s": round(utterance.start_s, 3), "end_s": round(utterance.end_s, 3),
                       "duration_s": round(utterance.duration_s, 3), "vad_closed_at": utterance.closed_wall,
-                      "forced_cut": utterance.forced_cut},
+                      "forced_cut": utterance.forced_cut, "turn_fragments": utterance.turn_fragments,
+                      "turn_first_seq": utterance.turn_first_seq or utterance.seq},
         "label": result.label, "confidence": round(result.confidence, 5),
         "probs": {k: round(v, 5) for k, v in result.probs.items()},
         "valence": round(result.valence, 4), "arousal": round(result.arousal, 4),

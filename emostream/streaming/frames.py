@@ -28,6 +28,8 @@ class Utterance:
     ``start_s``/``end_s`` are on the stream clock (seconds since the stream began, as counted in
     samples, so they do not drift with scheduling). ``closed_wall`` is the epoch time the VAD closed
     the utterance and ``closed_perf`` the same instant on ``time.perf_counter`` (for latency).
+    When speech resumed right after a short pause, the utterance is the whole turn so far:
+    ``turn_fragments`` > 1 and ``turn_first_seq`` is the seq of the turn's first fragment.
     """
 
     stream_id: str
@@ -38,6 +40,8 @@ class Utterance:
     closed_wall: float
     closed_perf: float
     forced_cut: bool = False
+    turn_fragments: int = 1
+    turn_first_seq: int | None = None
 
     @property
     def duration_s(self) -> float:

@@ -8,6 +8,12 @@ continues straight on. Utterances with less than ``min_speech_ms`` of voiced fra
 and counted. Which frames are voiced is ``streaming.vad``'s decision (webrtcvad gated by an
 absolute and a noise-floor-relative level), and ``speech_span`` applies this same segmenter to
 a whole file, so ``classify``, ``listen`` and training agree on where the speech is.
+
+Turns: people pause inside a sentence ("Kids are talking ... by the door"), and a 300 ms end
+silence cuts there. When speech resumes within ``turn_gap_ms`` of a close, the next utterance is
+the *turn so far* (from the first fragment's start, the pause included), so its result judges the
+whole sentence rather than a fragment, while the first fragment was still published without
+waiting. ``Utterance.turn_fragments`` says how many fragments it covers.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class SegmenterConfig:
     max_utterance_s: float = 15.0
     energy_floor_dbfs: float = -65.0
     noise_margin_db: float = 1.5
+    turn_gap_ms: int = 400  # speech resuming this soon after a close continues the turn (0: never)
 
     def __post_init__(self) -> None:
         _ = self.vad  # VADConfig validates frame_ms, aggressiveness and the level gates
@@ -42,6 +49,8 @@ class SegmenterConfig:
             raise ValueError(f"start_ratio must be in (0, 1], got {self.start_ratio}")
         if self.end_silence_ms < self.frame_ms:
             raise ValueError(f"end_silence_ms must be at least one frame ({self.frame_ms} ms), got {self.end_silence_ms}")
+        if self.turn_gap_ms < 0:
+            raise ValueError(f"turn_gap_ms must be non-negative, got {self.turn_gap_ms}")
         if self.min_speech_ms < 0:
             raise ValueError(f"min_speech_ms must be non-negative, got {self.min_speech_ms}")
         if self.start_ms < self.frame_ms or self.pre_roll_ms < 0:
@@ -79,8 +88,14 @@ class Segmenter:
         self._active_start = 0
         self._voiced = 0
         self._silence_run = 0
+        self._gap_frames = c.turn_gap_ms // c.frame_ms
+        self._turn: list[np.ndarray] = []  # every frame since the open turn's start
+        self._turn_start = 0
+        self._turn_fragments = 0  # 0: no open turn
+        self._turn_first_seq = 0
+        self._since_close = 0
         self.seq = 0
-        self.stats = {"utterances": 0, "too_short": 0, "forced_cuts": 0}
+        self.stats = {"utterances": 0, "too_short": 0, "forced_cuts": 0, "turn_continuations": 0}
 
     @property
     def in_speech(self) -> bool:
@@ -104,17 +119,28 @@ class Segmenter:
             return []
         if self._pending.size:
             self._active.append(self._pending)
+            if self._turn_fragments:
+                self._turn.append(self._pending)
             self._pos += self._pending.size
             self._pending = np.zeros(0, np.float32)
         utt = self._close(forced=False)
+        self._end_turn()
         return [utt] if utt is not None else []
+
+    def _end_turn(self) -> None:
+        self._turn, self._turn_fragments = [], 0
 
     def _step(self, frame: np.ndarray) -> Utterance | None:
         voiced = self._is_voiced(frame)
         frame_start = self._pos
         self._pos += self._n
+        if self._turn_fragments:
+            self._turn.append(frame)
         if self._active is None:
             self._ring.append((frame, voiced))
+            self._since_close += 1
+            if self._turn_fragments and self._since_close > self._gap_frames + self._start_frames:
+                self._end_turn()  # the pause was long enough: the next speech starts a new turn
             recent = list(self._ring)[-self._start_frames:]
             if len(recent) == self._start_frames and sum(v for _, v in recent) >= self.config.start_ratio * len(recent):
                 self._active = [f for f, _ in self._ring]
@@ -122,6 +148,8 @@ class Segmenter:
                 self._voiced = sum(v for _, v in self._ring)
                 self._silence_run = 0
                 self._ring.clear()
+                if not self._turn_fragments:
+                    self._turn, self._turn_start = list(self._active), self._active_start
             return None
         self._active.append(frame)
         if voiced:
@@ -134,6 +162,7 @@ class Segmenter:
         if len(self._active) >= self._max_frames:
             utt = self._close(forced=True)
             self._active, self._active_start, self._voiced, self._silence_run = [], self._pos, 0, 0
+            self._turn, self._turn_start, self._turn_fragments = [], self._pos, 0  # a cut turn starts afresh
             return utt
         return None
 
@@ -142,18 +171,32 @@ class Segmenter:
         self._active = None
         self._voiced = 0
         self._silence_run = 0
+        self._since_close = 0
         if not frames:  # the stream ended right after a forced cut
             return None
         if voiced * self.config.frame_ms < self.config.min_speech_ms:
             self.stats["too_short"] += 1
             return None
-        samples = np.concatenate(frames).astype(np.float32)
         self.seq += 1
+        fragments, first_seq = 1, self.seq
+        turn_samples = sum(len(f) for f in self._turn)
+        if (self._turn_fragments and not forced and self._gap_frames
+                and turn_samples <= self.config.max_utterance_s * SAMPLE_RATE):
+            frames, start = self._turn, self._turn_start  # the turn so far, pauses included
+            fragments, first_seq = self._turn_fragments + 1, self._turn_first_seq
+            self.stats["turn_continuations"] += 1
+        elif self._gap_frames:
+            self._turn, self._turn_start = list(frames), start  # this fragment opens a turn
+        self._turn_fragments, self._turn_first_seq = fragments, first_seq
+        if not self._gap_frames:
+            self._end_turn()
+        samples = np.concatenate(frames).astype(np.float32)
         self.stats["utterances"] += 1
         self.stats["forced_cuts"] += int(forced)
         return Utterance(stream_id=self.stream_id, seq=self.seq, start_s=start / SAMPLE_RATE,
                          end_s=(start + len(samples)) / SAMPLE_RATE, samples=samples,
-                         closed_wall=time.time(), closed_perf=time.perf_counter(), forced_cut=forced)
+                         closed_wall=time.time(), closed_perf=time.perf_counter(), forced_cut=forced,
+                         turn_fragments=fragments, turn_first_seq=first_seq)
 
 
 def speech_span(waveform: np.ndarray, config: SegmenterConfig | None = None) -> tuple[int, int] | None:

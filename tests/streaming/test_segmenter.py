@@ -28,7 +28,7 @@ def test_one_utterance_per_sentence_with_onsets_kept(dialogue):
         assert end - 0.05 <= u.end_s <= end + 0.6  # closes after the end-of-speech silence
         assert u.samples.dtype == np.float32 and abs(u.duration_s - (u.end_s - u.start_s)) < 1e-6
         assert not u.forced_cut
-    assert seg.stats == {"utterances": len(dialogue.spans), "too_short": 0, "forced_cuts": 0}
+    assert seg.stats == {"utterances": len(dialogue.spans), "too_short": 0, "forced_cuts": 0, "turn_continuations": 0}
 
 
 def test_chunk_size_does_not_change_the_cuts(dialogue):
@@ -121,3 +121,31 @@ def test_speech_span_matches_the_segmenter_and_survives_noise(dialogue):
     assert abs(noisy_span[0] - span[0]) < 0.4 * 16000 and abs(noisy_span[1] - span[1]) < 0.6 * 16000
     trimmed, used = trim_to_speech(np.zeros(16000, np.float32))
     assert used == (0, 16000) and len(trimmed) == 16000  # no speech: the whole clip, the models decide
+
+
+def test_a_sentence_cut_at_a_short_pause_is_judged_as_one_turn(speech):
+    """'Kids are talking ... by the door': the second utterance is the whole turn, pause included."""
+    from emostream.engine.training.speech_synth import Voice, speak
+
+    voice = Voice("en-us", 160, 50)
+    first, second = speak("Kids are talking", voice), speak("by the door.", voice)
+    trim = lambda x: x[np.flatnonzero(np.abs(x) > 1e-3)[0]:np.flatnonzero(np.abs(x) > 1e-3)[-1]]  # noqa: E731
+    pause = np.zeros(int(0.5 * 16000), np.float32)
+    lead = np.zeros(8000, np.float32)
+    audio = np.concatenate([lead, trim(first), pause, trim(second), np.zeros(16000, np.float32)])
+
+    utts, seg = segment(audio)
+    assert [u.turn_fragments for u in utts] == [1, 2]
+    assert utts[1].turn_first_seq == 1 and utts[1].seq == 2
+    assert utts[1].start_s == utts[0].start_s  # the turn so far, from the first fragment's start
+    assert utts[1].end_s > utts[0].end_s + 0.5
+    start = int(utts[0].start_s * 16000)
+    np.testing.assert_array_equal(utts[1].samples, audio[start:start + len(utts[1].samples)])
+    assert seg.stats["turn_continuations"] == 1
+
+    alone, _ = segment(audio, SegmenterConfig(turn_gap_ms=0))
+    assert [u.turn_fragments for u in alone] == [1, 1] and alone[1].start_s >= alone[0].end_s
+
+    apart = np.concatenate([lead, trim(first), np.zeros(int(1.5 * 16000), np.float32), trim(second), lead])
+    far, _ = segment(apart)
+    assert [u.turn_fragments for u in far] == [1, 1], "a long pause starts a new turn"
