@@ -22,7 +22,7 @@ from emostream.engine.logmel import LogMel
 from emostream.engine.sec import masked_stats, speech_frame_mask
 from emostream.engine.training.augment import Condition, NoiseBank, TrainingDegrader
 from emostream.engine.whisper_encoder import WhisperEncoderStack
-from emostream.streaming.segmenter import trim_to_speech
+from emostream.streaming.segmenter import Segmenter, speech_span, trim_to_speech
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,41 @@ class StatsEncoder:
             if "trim_cmn" in front_ends:
                 self._stats(cmn(mel), {"trim_cmn": True}, out)
         return out
+
+
+def listen_utterance(wave: np.ndarray) -> np.ndarray | None:
+    """What ``listen`` judges last for a one-sentence recording: its final utterance (the whole turn
+    when the sentence was cut at a pause and resumed within the turn gap); None if nothing opened."""
+    segmenter = Segmenter("listen")
+    utterances = segmenter.feed(wave) + segmenter.flush()
+    return utterances[-1].samples if utterances else None
+
+
+def listen_features(cache: Path, rset: "RobustSet", bank: NoiseBank, clean: list[np.ndarray], encoder: StatsEncoder,
+                    seed: int) -> dict[str, np.ndarray]:
+    """``trim`` stats of each clip's last ``listen`` utterance (NaN rows where listen publishes nothing)
+    and the share of clips whose last utterance is exactly ``classify``'s span."""
+    path = cache / f"listen_v{CACHE_VERSION}_{set_name(rset.name)}_{len(clean)}.npz"
+    if path.exists():
+        return dict(np.load(path))
+    rows, same = [], []
+    for wave in tqdm(rset.waveforms(bank, clean, seed), desc=f"listen features: {rset.name}", unit="clip", leave=False):
+        utt = listen_utterance(wave)
+        span = speech_span(wave)
+        same.append(utt is not None and span is not None and len(utt) == span[1] - span[0]
+                    and np.array_equal(utt, wave[span[0]:span[1]]))
+        if utt is None:
+            rows.append(None)
+            continue
+        out: dict[str, np.ndarray] = {}
+        with torch.inference_mode():
+            encoder._stats(encoder.logmel(torch.from_numpy(np.ascontiguousarray(utt))[None]), {"trim": True}, out)
+        rows.append(out["trim"])
+    dim = next(r for r in rows if r is not None).shape[0]
+    stats = np.stack([np.full(dim, np.nan, np.float32) if r is None else r for r in rows]).astype(np.float32)
+    result = {"trim": stats, "same_as_classify": np.array(same)}
+    np.savez(path, **result)
+    return result
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from emostream.engine.training.augment import EVAL_CONDITIONS, NoiseBank
 from emostream.engine.training.corpora import actor_folds, ravdess_clips
 from emostream.engine.training.fusion_train import BranchRows, branch_only, predict_fusion, train_fusion, va_targets
 from emostream.engine.training.metrics import confusion, scores, summarize_folds
-from emostream.engine.training.robust_data import FRONT_ENDS, RobustSet, StatsEncoder, set_features, set_name
+from emostream.engine.training.robust_data import (FRONT_ENDS, RobustSet, StatsEncoder, listen_features, set_features,
+                                                   set_name)
 from emostream.engine.training.robustness import VARIANTS, Variant, plot_ua_vs_snr, probe_folds, select, summarize
 from emostream.engine.training.sec_train import fit_stats_probe
 from emostream.engine.training.stages import tec_stage
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 CLEAN_FLOOR = 0.746  # SEC clean UA may not fall more than 0.01 below the model this replaces (0.756)
 FUSED_CONDITIONS = ("clean", "office 10 dB", "office 0 dB", "reverb + office 10 dB")  # ASR'd for the fused rows
 SHIPPABLE_FRONT_ENDS = ("trim",)  # what SECModel computes at inference
+LISTEN_CONDITIONS = ("clean", "office 20 dB", "office 10 dB", "office 0 dB")  # classify vs listen on the same audio
 
 
 def _set_transcripts(cache: Path, rset: RobustSet, waves: list[np.ndarray], asr: SpeechRecognizer):
@@ -91,6 +93,17 @@ def run_robust_training(cfg) -> dict:
                             "conditions": [asdict(c) for c in EVAL_CONDITIONS]}
     chosen = next(v for v in VARIANTS if v.name == chosen_name)
     before = VARIANTS[0]
+
+    # classify vs listen on the same recordings: listen judges each clip's last utterance (the turn)
+    conds = {c.name: c for c in EVAL_CONDITIONS}
+    listen = {n: listen_features(cfg.cache, RobustSet(n, conds[n]), bank, clean_waves, encoder, cfg.seed)
+              for n in LISTEN_CONDITIONS}
+    both = {**{f"classify: {n}": evals[n] for n in LISTEN_CONDITIONS}, **{f"listen: {n}": listen[n] for n in listen}}
+    paths, _ = probe_folds(chosen, evals["clean"], copies, both, labels, actors, folds, cfg.sec.probe_c, cfg.seed)
+    report["robustness"]["classify_vs_listen"] = {
+        "sec_ua": {k: summarize_folds(f) for k, f in paths.folds.items()},
+        "listen_same_samples_as_classify": {n: float(listen[n]["same_as_classify"].mean()) for n in listen},
+        "listen_published_nothing": {n: float(np.isnan(listen[n]["trim"]).any(axis=1).mean()) for n in listen}}
     report["timings_s"]["sec_variants"] = round(time.time() - t, 1)
 
     # ASR of the sets the fusion sees; spoken MELD lines (emotional words)

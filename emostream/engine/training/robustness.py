@@ -69,11 +69,14 @@ def probe_folds(variant: Variant, clean: dict[str, np.ndarray], copies: list[dic
         mean, scale, clf = fit_stats_probe(x, y, c, seed)
         for name, feats in evals.items():
             z = (feats[variant.front_end][te][:, cols] - mean) / scale
-            logits = clf.decision_function(z).astype(np.float32)
+            valid = np.isfinite(z).all(axis=1)  # NaN rows: the path published nothing for that clip
+            logits = np.full((len(te), len(clf.classes_)), np.nan, np.float32)
+            logits[valid] = clf.decision_function(z[valid])
             out.logits.setdefault(name, np.zeros((len(labels), logits.shape[1]), np.float32))[te] = logits
             if name in keep_embeddings:
                 out.embeddings.setdefault(name, np.zeros((len(labels), len(cols)), np.float32))[te] = z
-            out.folds.setdefault(name, []).append({"actors": fold, **scores(labels[te], logits.argmax(1))})
+            pred = np.where(valid, np.nan_to_num(logits, nan=-np.inf).argmax(axis=1), -1)  # nothing = wrong
+            out.folds.setdefault(name, []).append({"actors": fold, **scores(labels[te], pred)})
         per_fold_extra.append({k: ((v[:, cols] - mean) / scale, clf.decision_function((v[:, cols] - mean) / scale))
                                for k, v in (extra or {}).items()})
     return out, per_fold_extra
