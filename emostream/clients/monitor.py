@@ -45,6 +45,11 @@ class Monitor:
         with self._lock:
             if message.get("type") == "emotion":
                 self._current[message["stream_id"]] = message
+                first = message["utterance"].get("turn_first_seq", message["seq"])
+                if first < message["seq"]:  # the whole turn so far replaces its earlier fragments
+                    kept = [m for m in self._history if m["stream_id"] != message["stream_id"] or m["seq"] < first]
+                    self._history.clear()
+                    self._history.extend(kept)
                 self._history.appendleft(message)
             elif message.get("type") == "status":
                 self._status = message

@@ -102,3 +102,24 @@ def test_subscriber_stream_filter_is_exact(endpoint):
         events = list(sub)
     assert [e.stream_id for e in events] == ["desk"]
     pub.close(0)
+
+
+def test_a_turn_message_validates_and_replaces_its_fragments_in_the_monitor():
+    import io
+
+    from rich.console import Console
+
+    from emostream.clients.monitor import Monitor
+
+    first = sample_message(seq=1)
+    other = sample_message(seq=1)
+    other["stream_id"] = "phone"
+    turn = sample_message(seq=2)
+    turn["utterance"].update(turn_fragments=2, turn_first_seq=1)
+    for m in (first, other, turn):
+        validate(m)
+    assert first["utterance"]["turn_fragments"] == 1 and first["utterance"]["turn_first_seq"] == 1
+    monitor = Monitor("t", console=Console(file=io.StringIO()))
+    for m in (first, other, turn):
+        monitor.emit(f"emotion.{m['stream_id']}", m)
+    assert [(m["stream_id"], m["seq"]) for m in monitor._history] == [("desk", 2), ("phone", 1)]

@@ -185,7 +185,7 @@ def run_robust_training(cfg) -> dict:
     sources = [evals["clean"]] + (copies if chosen.multi_condition else [])
     mean, scale, clf = fit_stats_probe(np.concatenate([s[chosen.front_end][:, cols] for s in sources]),
                                        np.tile(labels, len(sources)), cfg.sec.probe_c, cfg.seed)
-    head = ProbeHead(SECHeadConfig(num_states=len(chosen.states)), states=chosen.states)
+    head = ProbeHead(SECHeadConfig(), states=chosen.states)
     with torch.no_grad():
         head.mean.copy_(torch.from_numpy(mean.astype(np.float32)))
         head.scale.copy_(torch.from_numpy(scale.astype(np.float32)))

@@ -47,6 +47,40 @@ def synthesize(items: list[SpokenLine]) -> list[np.ndarray]:
     return [speak(s.line.text, s.voice) for s in tqdm(items, desc="espeak-ng", unit="line", leave=False)]
 
 
+# Kokoro voices held out of fusion training (each accent/sex group keeps some in training)
+NEURAL_TEST_VOICES = ("af_nova", "af_sky", "am_echo", "am_onyx", "bf_lily", "bm_lewis")
+
+
+@dataclass(frozen=True)
+class NeuralLine:
+    line: MeldLine
+    voice: str
+    speed: float
+
+
+def neural_meld(split: str, limit: int | None, seed: int, voices: list[str]) -> list[NeuralLine]:
+    """The same seeded MELD lines as ``spoken_meld``, each with a Kokoro voice and speed drawn from ``voices``."""
+    rng = np.random.default_rng([seed, 7])
+    return [NeuralLine(s.line, str(rng.choice(voices)), float(rng.uniform(0.9, 1.1)))
+            for s in spoken_meld(split, limit, seed)]
+
+
+def synthesize_neural(cache: Path, name: str, items: list[NeuralLine], threads: int = 1) -> list[np.ndarray]:
+    """Kokoro waveforms, cached (fp16) in ``cache/kokoro_<name>.npz``; needs the ``tts`` extra."""
+    path = cache / f"kokoro_{name}.npz"
+    if path.exists():
+        z = np.load(path)
+        if len(z["lengths"]) == len(items):
+            return [w.astype(np.float32) for w in np.split(z["samples"], np.cumsum(z["lengths"])[:-1])]
+    from emostream.engine.training.neural_tts import KokoroTTS
+
+    tts = KokoroTTS(threads=threads)
+    waves = [tts.speak(i.line.text, i.voice, i.speed) for i in tqdm(items, desc=f"Kokoro {name}", unit="line")]
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, samples=np.concatenate(waves).astype(np.float16), lengths=np.array([len(w) for w in waves]))
+    return waves
+
+
 def transcripts(cache: Path, name: str, asr: SpeechRecognizer, waveforms: list[np.ndarray]) -> list[Transcript]:
     path = cache / f"asr_{name}.json"
     if path.exists():
