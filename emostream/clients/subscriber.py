@@ -43,13 +43,20 @@ class EmotionEvent:
     timings_ms: dict[str, float]
     received_at: float
     message: dict[str, Any]
+    turn_first_seq: int = 0  # seq of the turn's first fragment; below seq: this event revises those fragments
+
+    @property
+    def revises(self) -> range:
+        """The seqs of the earlier fragments this turn result replaces (empty for a fresh utterance)."""
+        return range(self.turn_first_seq or self.seq, self.seq)
 
     @classmethod
     def from_message(cls, topic: str, m: dict[str, Any], received_at: float) -> EmotionEvent:
         return cls(topic=topic, stream_id=m["stream_id"], seq=m["seq"], label=m["label"],
                    confidence=m["confidence"], probs=m["probs"], valence=m["valence"], arousal=m["arousal"],
                    transcript=m["transcript"], start_s=m["utterance"]["start_s"], end_s=m["utterance"]["end_s"],
-                   timings_ms=m["timings_ms"], received_at=received_at, message=m)
+                   timings_ms=m["timings_ms"], received_at=received_at, message=m,
+                   turn_first_seq=m["utterance"].get("turn_first_seq", m["seq"]))
 
 
 @dataclass(frozen=True)

@@ -247,6 +247,7 @@ class Pipeline:
                 source = next(s for s in self.sources if s.stream_id == sid)
                 streams[sid] = {"source": st.source, "state": st.state, "error": st.error, **st.counts,
                                 "too_short": seg["too_short"], "forced_cuts": seg["forced_cuts"],
+                                "turn_continuations": seg["turn_continuations"],
                                 "source_counters": dict(source.counters)}
         if state == "running" and self._stop.is_set():
             state = "stopping"

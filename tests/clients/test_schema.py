@@ -123,3 +123,15 @@ def test_a_turn_message_validates_and_replaces_its_fragments_in_the_monitor():
     for m in (first, other, turn):
         monitor.emit(f"emotion.{m['stream_id']}", m)
     assert [(m["stream_id"], m["seq"]) for m in monitor._history] == [("desk", 2), ("phone", 1)]
+
+
+def test_subscriber_events_say_which_fragments_a_turn_revises():
+    from emostream.clients.subscriber import EmotionEvent
+
+    turn = sample_message(seq=3)
+    turn["utterance"].update(turn_fragments=2, turn_first_seq=2)
+    assert list(EmotionEvent.from_message("emotion.desk", turn, 0.0).revises) == [2]
+    assert list(EmotionEvent.from_message("emotion.desk", sample_message(seq=4), 0.0).revises) == []
+    old = sample_message(seq=5)
+    del old["utterance"]["turn_fragments"], old["utterance"]["turn_first_seq"]  # a 1.0 publisher
+    assert list(EmotionEvent.from_message("emotion.desk", old, 0.0).revises) == []
