@@ -66,3 +66,26 @@ def test_cached_training_path_equals_inference_path(speech):
         # the cache stores lower states in fp16, so allow fp16-sized differences
         np.testing.assert_allclose(logits[i], l[0].numpy(), atol=0.05)
         assert int(np.argmax(logits[i])) == int(l[0].argmax())
+
+
+def test_robust_training_features_equal_the_inference_path(speech):
+    """The study's cached per-layer stats (trimmed like classify) give the shipped probe's exact logits."""
+    from emostream.engine.bundle import Bundle
+    from emostream.engine.recognizer import load_sec
+    from emostream.engine.training.robust_data import StatsEncoder
+    from emostream.engine.training.robustness import Variant
+    from emostream.streaming.segmenter import trim_to_speech
+
+    model = load_sec(Bundle.load())
+    front_end = "trim" if model.noise_gate else "trim_peak"
+    head = model.head
+    cols = Variant("shipped", front_end, True, head.states).columns()
+    encoder = StatsEncoder(str(bundled_asr_dir()))
+    for wave in speech.values():
+        padded = np.concatenate([np.zeros(12000, np.float32), wave, np.zeros(12000, np.float32)])
+        stats = encoder(padded, (front_end,))[front_end][cols]
+        z = (stats - head.mean.numpy()) / head.scale.numpy()
+        logits = z @ head.classify.weight.detach().numpy().T + head.classify.bias.detach().numpy()
+        with torch.no_grad():
+            _, expected = model(torch.from_numpy(trim_to_speech(padded)[0])[None])
+        np.testing.assert_allclose(logits, expected[0].numpy(), atol=2e-3, rtol=1e-3)
