@@ -19,8 +19,8 @@ from emostream.engine.logmel import LogMel
 from emostream.engine.whisper_encoder import WhisperEncoderStack
 
 SPEECH_FLOOR = 0.75  # log-mel units (1 unit = 40 dB): frames more than 30 dB under the peak are not speech
-NOISE_MARGIN = 0.15  # ... nor frames within 6 dB of the noise floor (the quietest 200 ms of the utterance)
-NOISE_WINDOW = 5  # encoder frames (40 ms each) averaged before taking the minimum
+NOISE_MARGIN = 0.15  # ... nor frames within 6 dB of the noise floor (the quietest 100 ms of the utterance)
+NOISE_WINDOW = 5  # encoder frames (20 ms each) averaged before taking the minimum
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def speech_frame_mask(mel: torch.Tensor, frames: int, noise_gate: bool = True) -
     energy = F.avg_pool1d(mel.mean(dim=1, keepdim=True), 3, stride=2, padding=1, count_include_pad=False)
     energy = energy.squeeze(1)[:, :frames]
     peak = energy.amax(dim=1, keepdim=True)
-    if not noise_gate:  # the peak-relative rule alone (models before 0.2; kept for the comparison)
+    if not noise_gate:  # the peak-relative rule alone (bundles without noise_gate; kept for the comparison)
         return energy > peak - SPEECH_FLOOR
     smooth = F.avg_pool1d(energy[:, None], NOISE_WINDOW, stride=1, padding=NOISE_WINDOW // 2, count_include_pad=False)
     floor = smooth[:, 0].amin(dim=1, keepdim=True)

@@ -183,8 +183,10 @@ def test_saved_cell_loads_and_drives_the_recognizer(recognizer, speech, tmp_path
         assert searched.model_ids["fusion"] == "searched-cell" and searched.sec_backend.name == "torch"
         result = searched.classify(speech["sad"])
         assert abs(sum(result.probs.values()) - 1) < 1e-4 and result.timings_ms["fusion"] > 0
-        # the same utterance by hand through the same cell: the recognizer wires the inputs as tested above
-        sec, tec = recognizer_branches(searched, speech["sad"], result.transcript)
+        # the same utterance by hand through the same cell (classify judges the segmenter's speech span)
+        from emostream.streaming.segmenter import trim_to_speech
+
+        sec, tec = recognizer_branches(searched, trim_to_speech(speech["sad"])[0], result.transcript)
         probs, _, _ = searched.fuse(sec, tec, result.asr_confidence)
         assert max(abs(probs[i] - p) for i, p in enumerate(result.probs.values())) < 1e-5
         silent = searched.fuse(sec, searched.text(""), 0.0)[0]  # no transcript
