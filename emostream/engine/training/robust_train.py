@@ -33,7 +33,8 @@ from emostream.engine.training.robust_data import (FRONT_ENDS, RobustSet, StatsE
 from emostream.engine.training.robustness import VARIANTS, Variant, plot_ua_vs_snr, probe_folds, select, summarize
 from emostream.engine.training.sec_train import fit_stats_probe
 from emostream.engine.training.stages import tec_stage
-from emostream.engine.training.union import ravdess_waveforms, spoken_meld, synthesize, transcripts
+from emostream.engine.training.union import (NEURAL_TEST_VOICES, neural_meld, ravdess_waveforms, spoken_meld,
+                                             synthesize, synthesize_neural, transcripts)
 from emostream.labels import LABELS
 from emostream.streaming.segmenter import trim_to_speech
 
@@ -126,6 +127,9 @@ def run_robust_training(cfg) -> dict:
         spoken_text[k] = _text_outputs(text_encoder, text_head, transcripts(
             cfg.cache, f"meld_{k}{len(waves)}_trimmed", asr, [trim_to_speech(w)[0] for w in waves]))
     spoken_labels = {k: np.array([s.line.label_index for s in v]) for k, v in spoken.items()}
+    neural = _neural_lines(cfg, encoder, asr)  # Kokoro voices: {"neural train"/"neural test": (stats, waves-less)}
+    for k, (stats, texts, lab) in neural.items():
+        spoken_stats[k], spoken_text[k], spoken_labels[k] = stats, _text_outputs(text_encoder, text_head, texts), lab
     report["timings_s"]["asr_and_text"] = round(time.time() - t, 1)
 
     rav_va = va_targets(labels, np.array([1.0 if c.strong else 0.7 for c in clips]))
@@ -144,7 +148,11 @@ def run_robust_training(cfg) -> dict:
     fcfg = FusionConfig(sec_dim=len(chosen.columns()), text_dim=text_encoder.dim)
     fused: dict[str, dict] = {}
     fused_rav_pred = np.zeros(len(clips), int)
-    for system, variant in (("selected", chosen), ("before", before)):
+    systems = [("selected", chosen, False), ("before", before, False)]
+    if neural:
+        systems.insert(1, ("selected + neural voices", chosen, True))
+    trust: dict[str, dict[str, list[float]]] = {}
+    for system, variant, with_neural in systems:
         names = tuple(fused_sets)
         sets = {n: evals[n] if n in evals else copies[0] for n in names}
         if not variant.multi_condition and variant.front_end not in copies[0]:
@@ -158,7 +166,9 @@ def run_robust_training(cfg) -> dict:
             tr = np.flatnonzero(~np.isin(actors, fold))
             train_sets = ("clean", "train copy 1") if variant.multi_condition else ("clean",)
             train_rows = BranchRows.concat([rows(n, tr, outputs.embeddings[n], outputs.logits[n]) for n in train_sets]
-                                           + [rows_spoken("train", *spoken_folds[k]["train"])])
+                                           + [rows_spoken("train", *spoken_folds[k]["train"])]
+                                           + ([rows_spoken("neural train", *spoken_folds[k]["neural train"])]
+                                              if with_neural else []))
             fusion = train_fusion(train_rows, cfg.fusion, FusionConfig(sec_dim=len(variant.columns()),
                                                                        text_dim=text_encoder.dim))
             for n in FUSED_CONDITIONS:
@@ -169,13 +179,27 @@ def run_robust_training(cfg) -> dict:
                 for s, p in preds.items():
                     table.setdefault(n, {}).setdefault(s, []).append(scores(r.labels, p))
             r = rows_spoken("test", *spoken_folds[k]["test"])
-            union = BranchRows.concat([rows("clean", te, outputs.embeddings["clean"], outputs.logits["clean"]), r])
-            for n, rr in (("meld_spoken", r), ("union", union)):
+            rav = rows("clean", te, outputs.embeddings["clean"], outputs.logits["clean"])
+            union = BranchRows.concat([rav, r])
+            extra_sets = [("meld_spoken", r), ("union", union)]
+            if neural:
+                extra_sets.append(("meld_neural_voices", rows_spoken("neural test", *spoken_folds[k]["neural test"])))
+            for n, rr in extra_sets:
                 preds = {**branch_only(rr), "fused": predict_fusion(fusion, rr)[0].argmax(1)}
                 for s, p in preds.items():
                     table.setdefault(n, {}).setdefault(s, []).append(scores(rr.labels, p))
+            # synthesizer check: does the trust in words follow the words or the kind of voice?
+            for n, rr in [("ravdess (natural voice, neutral words)", rav), ("espeak-ng (robot voice, emotional words)", r)] + (
+                    [("kokoro (natural-sounding voice, emotional words)", extra_sets[-1][1])] if neural else []):
+                trust.setdefault(system, {}).setdefault(n, []).append(_mean_log_trust_ratio(fusion, rr))
         fused[system] = {n: {s: summarize_folds(f) for s, f in v.items()} for n, v in table.items()}
     report["robustness"]["fused"] = fused
+    report["robustness"]["synthesizer_check"] = {
+        "mean_log_trust_ratio": {sys: {n: float(np.mean(v)) for n, v in t_.items()} for sys, t_ in trust.items()},
+        "note": "r = log(trust_text / trust_speech), rows with a transcript, mean over folds; words that carry "
+                "emotion should raise r whatever the voice"}
+    use_neural = bool(neural) and _neural_keeps_accuracy(fused)
+    report["robustness"]["fusion_with_neural_voices_shipped"] = use_neural
     report["fused_ravdess_confusion"] = confusion(labels, fused_rav_pred)
     report["timings_s"]["fusion_folds"] = round(time.time() - t, 1)
 
@@ -197,10 +221,12 @@ def run_robust_training(cfg) -> dict:
     z = (spoken_stats["train"][:, cols] - mean) / scale
     train_sets = ("clean", "train copy 1") if chosen.multi_condition else ("clean",)
     everyone = np.arange(len(clips))
+    spoken_rows = [rows_spoken("train", z.astype(np.float32), clf.decision_function(z).astype(np.float32))]
+    if use_neural:
+        zn = ((spoken_stats["neural train"][:, cols] - mean) / scale).astype(np.float32)
+        spoken_rows.append(rows_spoken("neural train", zn, clf.decision_function(zn).astype(np.float32)))
     fusion = train_fusion(BranchRows.concat([rows(n, everyone, oof.embeddings[n], oof.logits[n]) for n in train_sets]
-                                            + [rows_spoken("train", z.astype(np.float32),
-                                                           clf.decision_function(z).astype(np.float32))]),
-                          cfg.fusion, fcfg)
+                                            + spoken_rows), cfg.fusion, fcfg)
     report["timings_s"]["final"] = round(time.time() - t, 1)
     report["timings_s"]["total"] = round(time.time() - started, 1)
 
@@ -236,6 +262,56 @@ def run_robust_training(cfg) -> dict:
     return report
 
 
+def _neural_lines(cfg, encoder: StatsEncoder, asr: SpeechRecognizer) -> dict:
+    """MELD lines spoken by Kokoro voices (training voices / held-out voices), when the ``tts`` extra
+    and its voices are installed; {} (logged) otherwise."""
+    from emostream.engine.training.neural_tts import NeuralTTSUnavailable, kokoro_voices
+
+    if cfg.neural_lines <= 0:
+        return {}
+    try:
+        voices = kokoro_voices()
+        if not voices:
+            raise NeuralTTSUnavailable("no kokoro-js voices fetched")
+        train_voices = [v for v in voices if v not in NEURAL_TEST_VOICES]
+        splits = {"neural train": ("dev", neural_meld("dev", cfg.neural_lines, cfg.seed, train_voices)),
+                  "neural test": ("test", neural_meld("test", cfg.neural_lines, cfg.seed + 1, list(NEURAL_TEST_VOICES)))}
+        waveforms = {key: synthesize_neural(cfg.cache, f"{split}{len(items)}", items)  # cached after the first run
+                     for key, (split, items) in splits.items()}
+    except (NeuralTTSUnavailable, OSError) as exc:
+        log.warning("neural voices skipped: %s", exc)
+        return {}
+    out = {}
+    for key, (split, items) in splits.items():
+        name, waves = f"{split}{len(items)}", waveforms[key]
+        stats_path = cfg.cache / f"kokoro_{name}_trim_stats.npy"
+        if not stats_path.exists():
+            np.save(stats_path, np.stack([encoder(w, ("trim",))["trim"] for w in waves]))
+        texts = transcripts(cfg.cache, f"kokoro_{name}_trimmed", asr, [trim_to_speech(w)[0] for w in waves])
+        out[key] = (np.load(stats_path), texts, np.array([item.line.label_index for item in items]))
+    return out
+
+
+def _mean_log_trust_ratio(fusion, rows: BranchRows) -> float:
+    from emostream.engine.training.fusion_train import _tensors
+
+    has = rows.has_text > 0
+    if not has.any():
+        return float("nan")
+    with torch.no_grad():
+        trust = fusion.trust_weights(*_tensors(rows.take(np.flatnonzero(has))))[0].numpy()
+    return float(np.mean(np.log(trust[:, 1] + 1e-6) - np.log(trust[:, 0] + 1e-6)))
+
+
+def _neural_keeps_accuracy(fused: dict) -> bool:
+    """Ship the fusion trained with neural voices when it loses <= 0.01 UA on every RAVDESS condition
+    and the espeak-ng lines, and does not lose on the held-out neural voices."""
+    a, b = fused["selected + neural voices"], fused["selected"]
+    ua = lambda t, n: t[n]["fused"]["ua_mean"]  # noqa: E731
+    keeps = all(ua(a, n) >= ua(b, n) - 0.01 for n in (*FUSED_CONDITIONS, "meld_spoken"))
+    return keeps and ua(a, "meld_neural_voices") >= ua(b, "meld_neural_voices")
+
+
 def robustness_markdown(report: dict) -> str:
     r = report["robustness"]
     conds = [c["name"] for c in r["conditions"]]
@@ -252,4 +328,10 @@ def robustness_markdown(report: dict) -> str:
         for n, row in table.items():
             lines.append(f"| {system} | {n} | " + " | ".join(
                 f"{row[s]['ua_mean']:.3f} ± {row[s]['ua_std']:.3f}" for s in ("sec_only", "tec_only", "fused")) + " |")
+    check = r.get("synthesizer_check", {}).get("mean_log_trust_ratio", {})
+    if check:
+        sets = list(next(iter(check.values())))
+        lines += ["", "**Synthesizer check**: mean log(trust in words / trust in voice) on rows with a transcript", "",
+                  "| fusion | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
+        lines += [f"| {sys} | " + " | ".join(f"{v[n]:+.2f}" for n in sets) + " |" for sys, v in check.items()]
     return "\n".join(lines) + "\n"

@@ -52,6 +52,7 @@ class TrainConfig:
     clips_per_actor: int | None = None  # subsample RAVDESS (smoke runs and tests only)
     noise_bank: Path = Path(".cache/noisebank")
     train_copies: int = 2  # degraded copies of every RAVDESS clip the probe trains on (multi-condition)
+    neural_lines: int = 300  # MELD dev/test lines spoken by Kokoro voices (needs the tts extra; else skipped)
     seed: int = 0
     sec: SECTrainConfig = field(default_factory=SECTrainConfig)
     compact: CompactConfig = field(default_factory=CompactConfig)
