@@ -30,7 +30,7 @@ from emostream.engine.training.fusion_train import BranchRows, branch_only, pred
 from emostream.engine.training.metrics import confusion, scores, summarize_folds
 from emostream.engine.training.robust_data import (FRONT_ENDS, RobustSet, StatsEncoder, listen_features, set_features,
                                                    set_name)
-from emostream.engine.training.robustness import VARIANTS, Variant, plot_ua_vs_snr, probe_folds, select, summarize
+from emostream.engine.training.robustness import VARIANTS, plot_ua_vs_snr, probe_folds, select, summarize
 from emostream.engine.training.sec_train import fit_stats_probe
 from emostream.engine.training.stages import tec_stage
 from emostream.engine.training.union import (NEURAL_TEST_VOICES, neural_meld, ravdess_waveforms, spoken_meld,
@@ -160,6 +160,8 @@ def run_robust_training(cfg) -> dict:
         outputs, spoken_folds = probe_folds(variant, evals["clean"], copies, sets, labels, actors, folds,
                                             cfg.sec.probe_c, cfg.seed, keep_embeddings=names,
                                             extra={k: v for k, v in spoken_stats.items()})
+        if system == "selected":
+            oof = outputs  # the final fusion trains on these out-of-fold SEC outputs
         table: dict[str, dict[str, list]] = {}
         for k, fold in enumerate(folds):
             te = np.flatnonzero(np.isin(actors, fold))
@@ -215,9 +217,6 @@ def run_robust_training(cfg) -> dict:
         head.scale.copy_(torch.from_numpy(scale.astype(np.float32)))
         head.classify.weight.copy_(torch.from_numpy(clf.coef_.astype(np.float32)))
         head.classify.bias.copy_(torch.from_numpy(clf.intercept_.astype(np.float32)))
-    oof, _ = probe_folds(chosen, evals["clean"], copies, {n: evals[n] if n in evals else copies[0] for n in
-                                                           ("clean", "train copy 1")},
-                         labels, actors, folds, cfg.sec.probe_c, cfg.seed, keep_embeddings=("clean", "train copy 1"))
     z = (spoken_stats["train"][:, cols] - mean) / scale
     train_sets = ("clean", "train copy 1") if chosen.multi_condition else ("clean",)
     everyone = np.arange(len(clips))
