@@ -199,14 +199,23 @@ class Segmenter:
                          turn_fragments=fragments, turn_first_seq=first_seq)
 
 
-def speech_span(waveform: np.ndarray, config: SegmenterConfig | None = None) -> tuple[int, int] | None:
-    """Sample range [start, end) from the first utterance's start to the last one's end, as ``listen``
-    would cut this audio (pre-roll and end silence included); None when it finds no speech."""
-    segmenter = Segmenter("span", config)
-    utterances = segmenter.feed(np.asarray(waveform, np.float32)) + segmenter.flush()
+def segment_all(waveform: np.ndarray, config: SegmenterConfig | None = None) -> list[Utterance]:
+    """Every utterance ``listen`` would publish for this recording, in order."""
+    segmenter = Segmenter("recording", config)
+    return segmenter.feed(np.asarray(waveform, np.float32)) + segmenter.flush()
+
+
+def span_of(utterances: list[Utterance]) -> tuple[int, int] | None:
+    """Sample range [start, end) from the first utterance's start to the last one's end."""
     if not utterances:
         return None
     return round(utterances[0].start_s * SAMPLE_RATE), round(utterances[-1].end_s * SAMPLE_RATE)
+
+
+def speech_span(waveform: np.ndarray, config: SegmenterConfig | None = None) -> tuple[int, int] | None:
+    """Where ``listen`` would find speech in this audio (pre-roll and end silence included), as one
+    sample range; None when it finds no speech."""
+    return span_of(segment_all(waveform, config))
 
 
 def trim_to_speech(waveform: np.ndarray, config: SegmenterConfig | None = None) -> tuple[np.ndarray, tuple[int, int]]:

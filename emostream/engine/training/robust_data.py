@@ -22,7 +22,7 @@ from emostream.engine.logmel import LogMel
 from emostream.engine.sec import masked_stats, speech_frame_mask
 from emostream.engine.training.augment import Condition, NoiseBank, TrainingDegrader
 from emostream.engine.whisper_encoder import WhisperEncoderStack
-from emostream.streaming.segmenter import Segmenter, speech_span, trim_to_speech
+from emostream.streaming.segmenter import segment_all, span_of, trim_to_speech
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class StatsEncoder:
         self.logmel = LogMel()
         self.encoder = WhisperEncoderStack.from_ct2(asr_dir).eval()
 
-    def _stats(self, mel: torch.Tensor, gates: dict[str, bool], out: dict[str, np.ndarray]) -> None:
+    def stats(self, mel: torch.Tensor, gates: dict[str, bool], out: dict[str, np.ndarray]) -> None:
         """One encoder run; stats under each named mask (noise gate on or off)."""
         states = self.encoder(mel)
         for name, gate in gates.items():
@@ -53,22 +53,14 @@ class StatsEncoder:
         out: dict[str, np.ndarray] = {}
         with torch.inference_mode():
             if "raw" in front_ends:
-                self._stats(self.logmel(torch.from_numpy(wave)[None]), {"raw": False}, out)
+                self.stats(self.logmel(torch.from_numpy(wave)[None]), {"raw": False}, out)
             mel = self.logmel(torch.from_numpy(np.ascontiguousarray(trim_to_speech(wave)[0]))[None])
             gates = {name: name == "trim" for name in ("trim_peak", "trim") if name in front_ends}
             if gates:
-                self._stats(mel, gates, out)
+                self.stats(mel, gates, out)
             if "trim_cmn" in front_ends:
-                self._stats(cmn(mel), {"trim_cmn": True}, out)
+                self.stats(cmn(mel), {"trim_cmn": True}, out)
         return out
-
-
-def listen_utterance(wave: np.ndarray) -> np.ndarray | None:
-    """What ``listen`` judges last for a one-sentence recording: its final utterance (the whole turn
-    when the sentence was cut at a pause and resumed within the turn gap); None if nothing opened."""
-    segmenter = Segmenter("listen")
-    utterances = segmenter.feed(wave) + segmenter.flush()
-    return utterances[-1].samples if utterances else None
 
 
 def listen_features(cache: Path, rset: "RobustSet", bank: NoiseBank, clean: list[np.ndarray], encoder: StatsEncoder,
@@ -80,8 +72,9 @@ def listen_features(cache: Path, rset: "RobustSet", bank: NoiseBank, clean: list
         return dict(np.load(path))
     rows, same = [], []
     for wave in tqdm(rset.waveforms(bank, clean, seed), desc=f"listen features: {rset.name}", unit="clip", leave=False):
-        utt = listen_utterance(wave)
-        span = speech_span(wave)
+        # what listen judges last: the final utterance (the whole turn when a sentence was cut at a pause)
+        utterances = segment_all(wave)
+        utt, span = (utterances[-1].samples if utterances else None), span_of(utterances)
         same.append(utt is not None and span is not None and len(utt) == span[1] - span[0]
                     and np.array_equal(utt, wave[span[0]:span[1]]))
         if utt is None:
@@ -89,7 +82,7 @@ def listen_features(cache: Path, rset: "RobustSet", bank: NoiseBank, clean: list
             continue
         out: dict[str, np.ndarray] = {}
         with torch.inference_mode():
-            encoder._stats(encoder.logmel(torch.from_numpy(np.ascontiguousarray(utt))[None]), {"trim": True}, out)
+            encoder.stats(encoder.logmel(torch.from_numpy(np.ascontiguousarray(utt))[None]), {"trim": True}, out)
         rows.append(out["trim"])
     dim = next(r for r in rows if r is not None).shape[0]
     stats = np.stack([np.full(dim, np.nan, np.float32) if r is None else r for r in rows]).astype(np.float32)
