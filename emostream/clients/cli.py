@@ -46,7 +46,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from emostream.engine.training.sec_train import SECTrainConfig
 
     cfg = TrainConfig(out=Path(args.out), cache=Path(args.cache), seed=args.seed,
-                      compare_compact=not args.no_compact, sec=SECTrainConfig(head=args.sec_head))
+                      compare_compact=not args.no_compact, sec=SECTrainConfig(head=args.sec_head),
+                      representation_study=args.representation_study)
     report = run_training(cfg)
     if "robustness" in report:  # the shipped probe model: the multi-condition study
         from emostream.engine.training.robust_train import robustness_markdown
@@ -375,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default, shipped); pooling: fine-tune Whisper layers 2-3 with a weighted-layer pooling "
                         "head (≈ 25 min more)")
     p.add_argument("--no-compact", action="store_true", help="skip the from-scratch SEC comparison (a)")
+    p.add_argument("--representation-study", action="store_true",
+                   help="also score attentive pooling and a fine-tuned top Whisper layer on the same folds and "
+                        "conditions (rows in the report; the shipped probe is chosen among shippable rows; "
+                        "frame cache ≈ 7 GB, see the README for the time)")
     p.add_argument("--threads", type=int, default=_threads())
     p.set_defaults(func=_cmd_train)
 

@@ -51,12 +51,19 @@ def speech_frame_mask(mel: torch.Tensor, frames: int, noise_gate: bool = True) -
 
 
 def masked_stats(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(batch, frames, dim), (batch, frames) -> (batch, 2*dim) mean and std over masked frames."""
+    """(batch, frames, dim), (batch, frames) -> (batch, 2*dim) mean and std over masked frames
+    (a float mask whose rows sum to 1 gives the weighted mean and std)."""
     m = mask.unsqueeze(-1).to(x.dtype)
     n = m.sum(dim=1).clamp(min=1.0)
     mean = (x * m).sum(dim=1) / n
     var = (((x - mean.unsqueeze(1)) ** 2) * m).sum(dim=1) / n
     return torch.cat([mean, torch.sqrt(var + 1e-5)], dim=-1)
+
+
+def layer_stats(states: torch.Tensor, mask: torch.Tensor, which: tuple[int, ...] | None = None) -> torch.Tensor:
+    """(states, batch, frames, dim) -> (batch, len(which) * 2 * dim): every read state's mean and std
+    over the mask, concatenated -- the probe's input, and the one place it is computed."""
+    return torch.cat([masked_stats(states[i], mask) for i in (range(len(states)) if which is None else which)], dim=-1)
 
 
 class SECHead(nn.Module):
@@ -95,11 +102,37 @@ class ProbeHead(nn.Module):
         self.classify = nn.Linear(dim, cfg.num_labels)
 
     def embedding(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        stats = [masked_stats(states[i], mask) for i in self.states]
-        return (torch.cat(stats, dim=-1) - self.mean) / self.scale
+        return (layer_stats(states, mask, self.states) - self.mean) / self.scale
 
     def logits(self, emb: torch.Tensor) -> torch.Tensor:
         return self.classify(emb)
+
+
+class AttentiveProbeHead(ProbeHead):
+    """The probe with learned frame weights instead of a uniform mean over the speech mask.
+
+    A small scorer over the (normalised, layer-averaged) frames gives each speech frame a softmax
+    weight; every read state is pooled as weighted mean + std. With the scorer's output at zero the
+    weights are uniform over the mask, i.e. exactly the probe it is initialised from.
+    """
+
+    def __init__(self, cfg: SECHeadConfig, states: tuple[int, ...] | None = None, hidden: int = 64) -> None:
+        super().__init__(cfg, states)
+        self.norm = nn.LayerNorm(cfg.dim, elementwise_affine=False)
+        self.project = nn.Linear(cfg.dim, hidden)
+        self.score = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.score.weight)
+        nn.init.zeros_(self.score.bias)
+
+    def frame_weights(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(batch, frames) softmax weights over the speech mask (the mask always keeps a frame)."""
+        h = torch.stack([self.norm(states[i]) for i in self.states]).mean(dim=0)
+        scores = self.score(torch.tanh(self.project(h))).squeeze(-1)
+        return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
+
+    def embedding(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # the weights sum to 1 per row, so the masked stats are the weighted mean and std
+        return (layer_stats(states, self.frame_weights(states, mask), self.states) - self.mean) / self.scale
 
 
 MAX_SAMPLES = 2 * 1500 * 160 - 1  # the longest waveform the Whisper encoder's positions cover (30 s - 1 sample)

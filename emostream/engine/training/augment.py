@@ -231,7 +231,7 @@ def channel():
 
 def _seeded(seed: int) -> None:
     """audiomentations draws from ``random`` and numpy's global state: seed both per item."""
-    random.seed(seed)
+    random.seed(int(seed))
     np.random.seed(seed % 2**32)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from emostream.engine.sec import masked_stats, speech_frame_mask
+from emostream.engine.sec import layer_stats, speech_frame_mask
 
 
 @dataclass
@@ -85,7 +85,7 @@ def sequence_features(recognizer, waveforms: list[np.ndarray], transcripts: list
             frame_mask = speech_frame_mask(mel, states.shape[2])
             speech.append(states[-1][0].numpy().astype(np.float16))
             masks.append(frame_mask[0].numpy())
-            stats.append(torch.cat([masked_stats(s, frame_mask) for s in states], dim=-1)[0].numpy())
+            stats.append(layer_stats(states, frame_mask)[0].numpy())
             if words.strip():
                 tokens, emb = recognizer.text_encoder(recognizer.text_encoder.tokenize([words]))
                 texts.append(tokens[0].numpy().astype(np.float16))

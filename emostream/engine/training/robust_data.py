@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from emostream.engine.logmel import LogMel
-from emostream.engine.sec import masked_stats, speech_frame_mask
+from emostream.engine.sec import layer_stats, speech_frame_mask
 from emostream.engine.training.augment import Condition, NoiseBank, TrainingDegrader
 from emostream.engine.whisper_encoder import WhisperEncoderStack
 from emostream.streaming.segmenter import segment_all, span_of, trim_to_speech
@@ -47,7 +47,7 @@ class StatsEncoder:
         states = self.encoder(mel)
         for name, gate in gates.items():
             mask = speech_frame_mask(mel, states.shape[2], gate)
-            out[name] = torch.cat([masked_stats(s, mask) for s in states], dim=-1)[0].numpy()
+            out[name] = layer_stats(states, mask)[0].numpy()
 
     def __call__(self, wave: np.ndarray, front_ends: tuple[str, ...]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

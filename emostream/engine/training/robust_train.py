@@ -19,19 +19,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from emostream.engine.asr import ASRConfig, SpeechRecognizer, bundled_asr_dir
 from emostream.engine.bundle import FORMAT, Bundle
 from emostream.engine.fusion import FusionConfig
 from emostream.engine.sec import ProbeHead, SECHeadConfig
-from emostream.engine.training.augment import EVAL_CONDITIONS, NoiseBank
+from emostream.engine.training.augment import EVAL_CONDITIONS, NoiseBank, TrainingDegrader
 from emostream.engine.training.corpora import actor_folds, ravdess_clips
 from emostream.engine.training.fusion_train import BranchRows, branch_only, predict_fusion, train_fusion, va_targets
 from emostream.engine.training.metrics import confusion, scores, summarize_folds
 from emostream.engine.training.robust_data import (FRONT_ENDS, RobustSet, StatsEncoder, listen_features, set_features,
                                                    set_name)
 from emostream.engine.training.robustness import VARIANTS, plot_ua_vs_snr, probe_folds, select, summarize
-from emostream.engine.training.sec_train import fit_stats_probe
+from emostream.engine.training.sec_train import SECTrainConfig, fit_stats_probe, load_probe_fit
 from emostream.engine.training.stages import tec_stage
 from emostream.engine.training.union import (NEURAL_TEST_VOICES, neural_meld, ravdess_waveforms, spoken_meld,
                                              synthesize, synthesize_neural, transcripts)
@@ -87,7 +88,11 @@ def run_robust_training(cfg) -> dict:
                             "states": list(v.states), "multi_condition": v.multi_condition}
         log.info("SEC %s: mean UA over conditions %.3f, clean %.3f", v.name,
                  variants[v.name]["mean_ua_over_conditions"], variants[v.name]["conditions"]["clean"]["ua_mean"])
-    shippable = {k: v for k, v in variants.items() if v["front_end"] in SHIPPABLE_FRONT_ENDS}
+    if cfg.representation_study:
+        variants.update(_representation_rows(cfg, bank, clean_waves, encoder, evals, copies, labels, actors, folds,
+                                             asr_dir))
+    shippable = {k: v for k, v in variants.items()
+                 if v["front_end"] in SHIPPABLE_FRONT_ENDS and v.get("head", "probe") == "probe"}
     chosen_name = select(shippable, CLEAN_FLOOR)
     report["robustness"] = {"sec_variants": variants, "selected": chosen_name,
                             "selected_over_all": select(variants, CLEAN_FLOOR), "clean_floor": CLEAN_FLOOR,
@@ -127,9 +132,10 @@ def run_robust_training(cfg) -> dict:
         spoken_text[k] = _text_outputs(text_encoder, text_head, transcripts(
             cfg.cache, f"meld_{k}{len(waves)}_trimmed", asr, [trim_to_speech(w)[0] for w in waves]))
     spoken_labels = {k: np.array([s.line.label_index for s in v]) for k, v in spoken.items()}
-    neural = _neural_lines(cfg, encoder, asr)  # Kokoro voices: {"neural train"/"neural test": (stats, waves-less)}
-    for k, (stats, texts, lab) in neural.items():
+    neural = _neural_lines(cfg, encoder, asr, bank)  # Kokoro voices, half degraded
+    for k, (stats, texts, lab, _) in neural.items():
         spoken_stats[k], spoken_text[k], spoken_labels[k] = stats, _text_outputs(text_encoder, text_head, texts), lab
+    neural_degraded = np.flatnonzero(neural["neural test"][3]) if neural else np.zeros(0, int)
     report["timings_s"]["asr_and_text"] = round(time.time() - t, 1)
 
     rav_va = va_targets(labels, np.array([1.0 if c.strong else 0.7 for c in clips]))
@@ -161,7 +167,7 @@ def run_robust_training(cfg) -> dict:
                                             cfg.sec.probe_c, cfg.seed, keep_embeddings=names,
                                             extra={k: v for k, v in spoken_stats.items()})
         if system == "selected":
-            oof = outputs  # the final fusion trains on these out-of-fold SEC outputs
+            oof, oof_spoken = outputs, spoken_folds  # the final fusion trains on these out-of-fold SEC outputs
         table: dict[str, dict[str, list]] = {}
         for k, fold in enumerate(folds):
             te = np.flatnonzero(np.isin(actors, fold))
@@ -185,14 +191,16 @@ def run_robust_training(cfg) -> dict:
             union = BranchRows.concat([rav, r])
             extra_sets = [("meld_spoken", r), ("union", union)]
             if neural:
-                extra_sets.append(("meld_neural_voices", rows_spoken("neural test", *spoken_folds[k]["neural test"])))
+                neural_test = rows_spoken("neural test", *spoken_folds[k]["neural test"])
+                extra_sets += [("meld_neural_voices", neural_test),
+                               ("meld_neural_voices, degraded half", neural_test.take(neural_degraded))]
             for n, rr in extra_sets:
                 preds = {**branch_only(rr), "fused": predict_fusion(fusion, rr)[0].argmax(1)}
                 for s, p in preds.items():
                     table.setdefault(n, {}).setdefault(s, []).append(scores(rr.labels, p))
             # synthesizer check: does the trust in words follow the words or the kind of voice?
             for n, rr in [("ravdess (natural voice, neutral words)", rav), ("espeak-ng (robot voice, emotional words)", r)] + (
-                    [("kokoro (natural-sounding voice, emotional words)", extra_sets[-1][1])] if neural else []):
+                    [("kokoro (natural-sounding voice, emotional words)", extra_sets[2][1])] if neural else []):
                 trust.setdefault(system, {}).setdefault(n, []).append(_mean_log_trust_ratio(fusion, rr))
         fused[system] = {n: {s: summarize_folds(f) for s, f in v.items()} for n, v in table.items()}
     report["robustness"]["fused"] = fused
@@ -200,6 +208,9 @@ def run_robust_training(cfg) -> dict:
         "mean_log_trust_ratio": {sys: {n: float(np.mean(v)) for n, v in t_.items()} for sys, t_ in trust.items()},
         "note": "r = log(trust_text / trust_speech), rows with a transcript, mean over folds; words that carry "
                 "emotion should raise r whatever the voice"}
+    if neural:
+        report["robustness"]["leave_corpus_out"] = _leave_corpus_out(fused, oof, oof_spoken, folds, actors, rows,
+                                                                     rows_spoken, cfg, fcfg)
     use_neural = bool(neural) and _neural_keeps_accuracy(fused)
     report["robustness"]["fusion_with_neural_voices_shipped"] = use_neural
     report["fused_ravdess_confusion"] = confusion(labels, fused_rav_pred)
@@ -211,12 +222,7 @@ def run_robust_training(cfg) -> dict:
     sources = [evals["clean"]] + (copies if chosen.multi_condition else [])
     mean, scale, clf = fit_stats_probe(np.concatenate([s[chosen.front_end][:, cols] for s in sources]),
                                        np.tile(labels, len(sources)), cfg.sec.probe_c, cfg.seed)
-    head = ProbeHead(SECHeadConfig(), states=chosen.states)
-    with torch.no_grad():
-        head.mean.copy_(torch.from_numpy(mean.astype(np.float32)))
-        head.scale.copy_(torch.from_numpy(scale.astype(np.float32)))
-        head.classify.weight.copy_(torch.from_numpy(clf.coef_.astype(np.float32)))
-        head.classify.bias.copy_(torch.from_numpy(clf.intercept_.astype(np.float32)))
+    head = load_probe_fit(ProbeHead(SECHeadConfig(), states=chosen.states), mean, scale, clf)
     z = (spoken_stats["train"][:, cols] - mean) / scale
     train_sets = ("clean", "train copy 1") if chosen.multi_condition else ("clean",)
     everyone = np.arange(len(clips))
@@ -254,16 +260,18 @@ def run_robust_training(cfg) -> dict:
     (cfg.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (cfg.out / "report.md").write_text(robustness_markdown(report))
     plot_ua_vs_snr({name: {n: c["ua_mean"] for n, c in v["conditions"].items()} for name, v in variants.items()},
-                   cfg.out / "ua_vs_snr.png", "SEC variants, RAVDESS held-out actors, office noise")
+                   cfg.out / "ua_vs_snr.png", "SEC variants, RAVDESS held-out actors, office noise", chosen_name)
     _plot_confusion(report["fused_ravdess_confusion"], cfg.out / "confusion_ravdess_fused.png",
                     "RAVDESS clean, fused, speaker-independent (out-of-fold)")
     log.info("wrote %s", cfg.out)
     return report
 
 
-def _neural_lines(cfg, encoder: StatsEncoder, asr: SpeechRecognizer) -> dict:
-    """MELD lines spoken by Kokoro voices (training voices / held-out voices), when the ``tts`` extra
-    and its voices are installed; {} (logged) otherwise."""
+def _neural_lines(cfg, encoder: StatsEncoder, asr: SpeechRecognizer, bank: NoiseBank) -> dict:
+    """MELD lines spoken by Kokoro voices (training voices / held-out voices), half of each split
+    degraded: training lines like the RAVDESS training copies (the bank's train part), test lines by
+    the evaluation conditions in turn (its test part). Needs the ``tts`` extra and its voices; {}
+    (logged) otherwise. Values: (SEC stats, transcripts, labels, degraded mask)."""
     from emostream.engine.training.neural_tts import NeuralTTSUnavailable, kokoro_voices
 
     if cfg.neural_lines <= 0:
@@ -280,14 +288,107 @@ def _neural_lines(cfg, encoder: StatsEncoder, asr: SpeechRecognizer) -> dict:
     except (NeuralTTSUnavailable, OSError) as exc:
         log.warning("neural voices skipped: %s", exc)
         return {}
+    degrade = TrainingDegrader(bank)
+    test_conditions = [c for c in EVAL_CONDITIONS if c.name != "clean"]
     out = {}
     for key, (split, items) in splits.items():
-        name, waves = f"{split}{len(items)}", waveforms[key]
-        stats_path = cfg.cache / f"kokoro_{name}_trim_stats.npy"
-        if not stats_path.exists():
-            np.save(stats_path, np.stack([encoder(w, ("trim",))["trim"] for w in waves]))
-        texts = transcripts(cfg.cache, f"kokoro_{name}_trimmed", asr, [trim_to_speech(w)[0] for w in waves])
-        out[key] = (np.load(stats_path), texts, np.array([item.line.label_index for item in items]))
+        name, clean = f"{split}{len(items)}", waveforms[key]
+        degraded = np.zeros(len(clean), bool)
+        rng = np.random.default_rng([cfg.seed, 31, int(key == "neural test")])
+        degraded[rng.permutation(len(clean))[: len(clean) // 2]] = True
+        seed = lambda i: (cfg.seed + 31) * 1_000_003 + int(i)  # noqa: E731 (the RAVDESS sets' scheme, another offset)
+        noisy = {int(i): (degrade(clean[i], seed(i)) if key == "neural train" else
+                          test_conditions[j % len(test_conditions)].apply(bank, clean[i], seed(i)))
+                 for j, i in enumerate(np.flatnonzero(degraded))}
+        stats, texts = [], []
+        for part, waves in (("", clean), ("_degraded", [noisy[i] for i in sorted(noisy)])):
+            stats_path = cfg.cache / f"kokoro_{name}{part}_trim_stats.npy"
+            if not stats_path.exists():
+                np.save(stats_path, np.stack([encoder(w, ("trim",))["trim"] for w in
+                                              tqdm(waves, desc=f"SEC features: Kokoro {name}{part}", unit="line",
+                                                   leave=False)]))
+            stats.append(np.load(stats_path))
+            texts.append(transcripts(cfg.cache, f"kokoro_{name}{part}_trimmed", asr,
+                                     [trim_to_speech(w)[0] for w in waves]))
+        merged_stats, merged_texts = stats[0].copy(), list(texts[0])
+        for row, i in enumerate(sorted(noisy)):
+            merged_stats[i], merged_texts[i] = stats[1][row], texts[1][row]
+        out[key] = (merged_stats, merged_texts, np.array([item.line.label_index for item in items]), degraded)
+    return out
+
+
+def _representation_rows(cfg, bank: NoiseBank, clean_waves: list[np.ndarray], encoder: StatsEncoder, evals: dict,
+                         copies: list, labels: np.ndarray, actors: np.ndarray, folds: list, asr_dir: str) -> dict:
+    """Attentive pooling and fine-tunes of the top Whisper layers (3; 2-3), on the shipped front end and the
+    same multi-condition data and folds as the probe rows; fold scores cached as JSON."""
+    from emostream.engine.training.representation_study import AttentiveConfig, attentive_folds, finetune_folds
+    from emostream.engine.training.robust_frames import frame_features
+
+    frames = {c.name: frame_features(cfg.cache, RobustSet(c.name, c), bank, clean_waves, encoder, cfg.seed)
+              for c in EVAL_CONDITIONS}
+    copy_frames = [frame_features(cfg.cache, RobustSet(f"train copy {k}", None, k), bank, clean_waves, encoder, cfg.seed)
+                   for k in range(1, cfg.train_copies + 1)]
+    probe_stats = [evals["clean"]["trim"]] + [c["trim"] for c in copies]
+    studies = {"  + attentive pooling (frame scorer, from the probe)": (
+        "attentive", lambda: attentive_folds(frames["clean"], copy_frames, frames, probe_stats, labels, actors, folds,
+                                             cfg.sec.probe_c, AttentiveConfig(seed=cfg.seed)))}
+    for tuned_from, what in ((3, "top layer"), (2, "layers 2-3")):
+        tuned = SECTrainConfig(head="pooling", tuned_from=tuned_from, epochs=cfg.sec.epochs, seed=cfg.seed)
+        studies[f"  + fine-tuned {what}, weighted-layer pooling"] = (
+            f"fine-tune-from{tuned_from}", lambda tuned=tuned: finetune_folds(asr_dir, frames["clean"], copy_frames,
+                                                                             frames, labels, actors, folds, tuned))
+    # the probe itself as the head, fitted first; small learning rates so it starts where the probe is
+    tuned = SECTrainConfig(head="probe", tuned_from=3, epochs=cfg.sec.epochs, lr=3e-5, head_lr=1e-4, seed=cfg.seed)
+    studies["  + fine-tuned top layer, probe head (from the probe)"] = (
+        "fine-tune-probe-from3", lambda: finetune_folds(asr_dir, frames["clean"], copy_frames, frames, labels, actors,
+                                                        folds, tuned, probe_stats, cfg.sec.probe_c))
+    rows = {}
+    for name, (head, run) in studies.items():
+        path = cfg.cache / f"study_{head}_v1_seed{cfg.seed}_{cfg.train_copies}copies.json"
+        t = time.time()
+        if not path.exists():
+            path.write_text(json.dumps(run()))
+        fold_scores = json.loads(path.read_text())
+        rows[name] = {**summarize(fold_scores), "folds": fold_scores, "front_end": "trim", "head": head.split("-from")[0].replace("-probe", ""),
+                      "states": [0, 1, 2, 3, 4], "multi_condition": True}
+        log.info("SEC %s: mean UA over conditions %.3f, clean %.3f (%.0f s)", name,
+                 rows[name]["mean_ua_over_conditions"], rows[name]["conditions"]["clean"]["ua_mean"], time.time() - t)
+    return rows
+
+
+def _leave_corpus_out(fused: dict, oof, spoken_folds: list, folds: list, actors: np.ndarray, rows, rows_spoken,
+                      cfg, fcfg: FusionConfig) -> dict:
+    """Fused UA on each spoken corpus when the fusion never saw it (trained on the other two) next to
+    the fusion that saw all three. RAVDESS rows are the multi-condition ones; the SEC probe is the
+    fold's (RAVDESS training actors) throughout, so only the fusion's corpus changes."""
+    tests = {"RAVDESS": ("clean", "office 10 dB"), "espeak-ng MELD": ("meld_spoken",),
+             "Kokoro MELD": ("meld_neural_voices", "meld_neural_voices, degraded half")}
+    left_out: dict[str, dict[str, list]] = {}
+    for k, fold in enumerate(folds):
+        te = np.flatnonzero(np.isin(actors, fold))
+        tr = np.flatnonzero(~np.isin(actors, fold))
+        parts = {"RAVDESS": [rows(n, tr, oof.embeddings[n], oof.logits[n]) for n in ("clean", "train copy 1")],
+                 "espeak-ng MELD": [rows_spoken("train", *spoken_folds[k]["train"])],
+                 "Kokoro MELD": [rows_spoken("neural train", *spoken_folds[k]["neural train"])]}
+        neural_test = rows_spoken("neural test", *spoken_folds[k]["neural test"])
+        test_rows = {"clean": rows("clean", te, oof.embeddings["clean"], oof.logits["clean"]),
+                     "office 10 dB": rows("office 10 dB", te, oof.embeddings["office 10 dB"], oof.logits["office 10 dB"]),
+                     "meld_spoken": rows_spoken("test", *spoken_folds[k]["test"]),
+                     "meld_neural_voices": neural_test}
+        for corpus in ("RAVDESS", "espeak-ng MELD"):  # without Kokoro = the "selected" system, already scored
+            fusion = train_fusion(BranchRows.concat([r for c, rs in parts.items() if c != corpus for r in rs]),
+                                  cfg.fusion, fcfg)
+            for n in tests[corpus]:
+                r = test_rows[n]
+                left_out.setdefault(corpus, {}).setdefault(n, []).append(
+                    scores(r.labels, predict_fusion(fusion, r)[0].argmax(1)))
+    ua = lambda system, n: fused[system][n]["fused"]["ua_mean"]  # noqa: E731
+    out = {}
+    for corpus, sets in tests.items():
+        for n in sets:
+            unseen = summarize_folds(left_out[corpus][n])["ua_mean"] if corpus in left_out else ua("selected", n)
+            out.setdefault(corpus, {})[n] = {"fusion saw all three": ua("selected + neural voices", n),
+                                             "fusion never saw this corpus": unseen}
     return out
 
 
@@ -333,4 +434,11 @@ def robustness_markdown(report: dict) -> str:
         lines += ["", "**Synthesizer check**: mean log(trust in words / trust in voice) on rows with a transcript", "",
                   "| fusion | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
         lines += [f"| {sys} | " + " | ".join(f"{v[n]:+.2f}" for n in sets) + " |" for sys, v in check.items()]
+    lco = r.get("leave_corpus_out", {})
+    if lco:
+        lines += ["", "**Leave-corpus-out** (fused UA on each spoken corpus; the fusion trained on all three vs on "
+                  "the other two)", "", "| corpus left out | test set | fusion saw all three | fusion never saw it |",
+                  "|---|---|---|---|"]
+        lines += [f"| {corpus} | {n} | {v['fusion saw all three']:.3f} | {v['fusion never saw this corpus']:.3f} |"
+                  for corpus, sets in lco.items() for n, v in sets.items()]
     return "\n".join(lines) + "\n"

@@ -95,8 +95,9 @@ def select(results: dict[str, dict], clean_floor: float) -> str:
     return max(pool, key=lambda k: pool[k]["mean_ua_over_conditions"])
 
 
-def plot_ua_vs_snr(rows: dict[str, dict[str, float]], path: Path, title: str) -> None:
-    """rows: system -> condition -> UA. Office-noise conditions on the x axis (clean at the right)."""
+def plot_ua_vs_snr(rows: dict[str, dict[str, float]], path: Path, title: str, highlight: str | None = None) -> None:
+    """rows: system -> condition -> UA. Office-noise conditions on the x axis (clean at the right);
+    ``highlight``: the shipped system, drawn bold and starred."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,12 +105,15 @@ def plot_ua_vs_snr(rows: dict[str, dict[str, float]], path: Path, title: str) ->
 
     snrs = [0, 5, 10, 20, 30]
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for system, ua in rows.items():
+    for i, (system, ua) in enumerate(rows.items()):
         xs = [s for s in snrs if f"office {s} dB" in ua]
         ys = [ua[f"office {s} dB"] for s in xs]
         if "clean" in ua:
             xs, ys = xs + [40], ys + [ua["clean"]]
-        ax.plot(xs, ys, marker="o", label=system)
+        shipped = system == highlight
+        ax.plot(xs, ys, marker="o", color=plt.cm.tab10(i % 10), ls=("-", "--", ":")[i // 10 % 3],
+                lw=3.0 if shipped else 1.4, ms=6 if shipped else 4, zorder=3 if shipped else 2,
+                label=f"{system.strip()} ★ shipped" if shipped else system.strip())
     ax.set_xticks(snrs + [40], [f"{s}" for s in snrs] + ["clean"])
     ax.set_xlabel("office noise SNR (dB)")
     ax.set_ylabel("UA (7 classes, speaker-independent folds)")

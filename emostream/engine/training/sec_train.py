@@ -89,7 +89,7 @@ def _batch(items: list[LowStates], frame_dropout: float) -> tuple[torch.Tensor, 
     return x, frames, speech
 
 
-def whisper_outputs(encoder: WhisperEncoderStack, head: SECHead, x: torch.Tensor, frames: torch.Tensor,
+def whisper_outputs(encoder: WhisperEncoderStack, head: SECHead | ProbeHead, x: torch.Tensor, frames: torch.Tensor,
                     speech: torch.Tensor, tuned_from: int) -> tuple[torch.Tensor, torch.Tensor]:
     states = torch.stack(encoder.run_layers(list(x), tuned_from, frames))
     emb = head.embedding(states, speech)
@@ -97,12 +97,15 @@ def whisper_outputs(encoder: WhisperEncoderStack, head: SECHead, x: torch.Tensor
 
 
 def train_whisper_sec(asr_dir: str, train: list[list[LowStates]], labels: np.ndarray, cfg: SECTrainConfig,
-                      desc: str = "SEC") -> tuple[WhisperEncoderStack, SECHead]:
-    """``train[c][i]``: copy c (0 = original, 1.. = augmented) of clip i."""
+                      desc: str = "SEC", head: SECHead | ProbeHead | None = None
+                      ) -> tuple[WhisperEncoderStack, SECHead | ProbeHead]:
+    """``train[c][i]``: copy c (0 = original, 1.. = augmented) of clip i. ``head``: start from this
+    head (e.g. a fitted probe) instead of a new weighted-layer pooling head."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     encoder = WhisperEncoderStack.from_ct2(asr_dir)
-    head = SECHead(SECHeadConfig(dim=encoder.config.d_model, num_states=encoder.num_states))
+    if head is None:
+        head = SECHead(SECHeadConfig(dim=encoder.config.d_model, num_states=encoder.num_states))
     for p in encoder.parameters():
         p.requires_grad_(False)
     tuned = [p for layer in encoder.layers[cfg.tuned_from:] for p in layer.parameters()] + list(encoder.layer_norm.parameters())
@@ -136,7 +139,7 @@ def train_whisper_sec(asr_dir: str, train: list[list[LowStates]], labels: np.nda
     return encoder.eval(), head.eval()
 
 
-def predict_whisper_sec(encoder: WhisperEncoderStack, head: SECHead, items: list[LowStates], tuned_from: int
+def predict_whisper_sec(encoder: WhisperEncoderStack, head: SECHead | ProbeHead, items: list[LowStates], tuned_from: int
                         ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings and logits, one clip at a time (no padding: exactly what inference computes)."""
     embs, logits = [], []
@@ -212,10 +215,14 @@ def fit_probe(items: list[LowStates], labels: np.ndarray, c: float, seed: int = 
     head = ProbeHead(SECHeadConfig(dim=dim, num_states=depth))
     with torch.no_grad():
         feats = torch.cat([head.embedding(i.states.float()[:, None], i.mask[None]) for i in items]).numpy()
-    mean, scale, clf = fit_stats_probe(feats, labels, c, seed)
+    return load_probe_fit(head, *fit_stats_probe(feats, labels, c, seed)).eval()
+
+
+def load_probe_fit(head: ProbeHead, mean: np.ndarray, scale: np.ndarray, clf) -> ProbeHead:
+    """Copy a ``fit_stats_probe`` result (standardisation + logistic regression) into a probe head."""
     with torch.no_grad():
-        head.mean.copy_(torch.from_numpy(mean))
-        head.scale.copy_(torch.from_numpy(scale))
+        head.mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+        head.scale.copy_(torch.from_numpy(scale.astype(np.float32)))
         head.classify.weight.copy_(torch.from_numpy(clf.coef_.astype(np.float32)))
         head.classify.bias.copy_(torch.from_numpy(clf.intercept_.astype(np.float32)))
-    return head.eval()
+    return head

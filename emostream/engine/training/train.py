@@ -53,6 +53,7 @@ class TrainConfig:
     noise_bank: Path = Path(".cache/noisebank")
     train_copies: int = 2  # degraded copies of every RAVDESS clip the probe trains on (multi-condition)
     neural_lines: int = 300  # MELD dev/test lines spoken by Kokoro voices (needs the tts extra; else skipped)
+    representation_study: bool = False  # attentive pooling + fine-tuned top layer rows (≈ 45 min more)
     seed: int = 0
     sec: SECTrainConfig = field(default_factory=SECTrainConfig)
     compact: CompactConfig = field(default_factory=CompactConfig)
