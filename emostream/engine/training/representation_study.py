@@ -37,16 +37,14 @@ class AttentiveConfig:
     seed: int = 0
 
 
-def _stats(items, head: AttentiveProbeHead, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings and logits of ``items`` (padded batches: the mask keeps padding out of every weight)."""
-    embs, logits = [], []
+def _logits(items, head: AttentiveProbeHead, batch: int = 64) -> np.ndarray:
+    """Logits of ``items`` in padded batches (the mask keeps padding out of every weight)."""
+    out = []
     with torch.no_grad():
         for k in range(0, len(items), batch):
             x, _, speech = _batch(items[k:k + batch], 0.0)
-            e = head.embedding(x, speech)
-            embs.append(e.numpy())
-            logits.append(head.logits(e).numpy())
-    return np.concatenate(embs), np.concatenate(logits)
+            out.append(head.logits(head.embedding(x, speech)).numpy())
+    return np.concatenate(out)
 
 
 def train_attentive(sources: list[FrameSet], idx: np.ndarray, labels: np.ndarray, probe_feats: np.ndarray,
@@ -87,8 +85,7 @@ def attentive_folds(clean: FrameSet, copies: list[FrameSet], evals: dict[str, Fr
         tr = np.flatnonzero(~np.isin(actors, fold))
         head = train_attentive(sources, tr, labels[tr], np.concatenate([s[tr] for s in probe_stats]), probe_c, cfg)
         for name, fs in evals.items():
-            _, logits = _stats(fs.clips(te), head)
-            out.setdefault(name, []).append({"actors": fold, **scores(labels[te], logits.argmax(1))})
+            out.setdefault(name, []).append({"actors": fold, **scores(labels[te], _logits(fs.clips(te), head).argmax(1))})
     return out
 
 
