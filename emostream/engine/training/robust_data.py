@@ -49,12 +49,16 @@ class StatsEncoder:
             mask = speech_frame_mask(mel, states.shape[2], gate)
             out[name] = layer_stats(states, mask)[0].numpy()
 
+    def trimmed_mel(self, wave: np.ndarray) -> torch.Tensor:
+        """(1, 80, T) log-mel of the segmenter's speech span: what ``classify`` and training judge."""
+        return self.logmel(torch.from_numpy(np.ascontiguousarray(trim_to_speech(wave)[0]))[None])
+
     def __call__(self, wave: np.ndarray, front_ends: tuple[str, ...]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         with torch.inference_mode():
             if "raw" in front_ends:
                 self.stats(self.logmel(torch.from_numpy(wave)[None]), {"raw": False}, out)
-            mel = self.logmel(torch.from_numpy(np.ascontiguousarray(trim_to_speech(wave)[0]))[None])
+            mel = self.trimmed_mel(wave)
             gates = {name: name == "trim" for name in ("trim_peak", "trim") if name in front_ends}
             if gates:
                 self.stats(mel, gates, out)

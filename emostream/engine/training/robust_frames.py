@@ -1,9 +1,9 @@
 """Frame-level Whisper states for the representation rows of the robustness study.
 
-The probe needs only pooled statistics (``robust_data``); attentive pooling and a fine-tune of the
-top layer need the frames themselves. Per set: every clip trimmed to the segmenter's speech span
+The probe needs only pooled statistics (``robust_data``); attentive pooling and the fine-tunes of
+the top layers need the frames themselves. Per set: every clip trimmed to the segmenter's speech span
 (the shipped front end), all encoder states as float16, ragged, plus the noise-gated speech mask,
-stored as ``.npy`` files that are memory-mapped on load (12 sets are ~6 GB).
+stored as ``.npy`` files that are memory-mapped on load (11 sets: 6.6 GB).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from emostream.engine.sec import speech_frame_mask
 from emostream.engine.training.augment import NoiseBank
 from emostream.engine.training.robust_data import RobustSet, StatsEncoder, set_name
 from emostream.engine.training.sec_train import LowStates
-from emostream.streaming.segmenter import trim_to_speech
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def frame_features(cache: Path, rset: RobustSet, bank: NoiseBank, clean: list[np
     states, masks = [], []
     with torch.inference_mode():
         for wave in tqdm(rset.waveforms(bank, clean, seed), desc=f"frames: {rset.name}", unit="clip", leave=False):
-            mel = encoder.logmel(torch.from_numpy(np.ascontiguousarray(trim_to_speech(wave)[0]))[None])
+            mel = encoder.trimmed_mel(wave)
             s = encoder.encoder(mel)[:, 0]  # (states, frames, dim)
             states.append(s.transpose(0, 1).half().numpy())
             masks.append(speech_frame_mask(mel, s.shape[1], True)[0].numpy())
