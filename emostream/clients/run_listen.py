@@ -53,21 +53,8 @@ def run_listen(args: argparse.Namespace) -> int:
         stderr(str(exc))
         return 2
 
-    sources = {}
-    try:
-        for spec in specs:  # cheap checks first: unknown device, unreadable file, bad rate
-            if spec.kind == "microphone":
-                resolve_input_device(spec.target)
-            else:
-                sources[spec.stream_id] = open_source(spec, opts)
-    except SourceError as exc:
-        stderr(str(exc))
-        for s in sources.values():
-            s.close()
-        return 2
-
-    sinks = []
-    try:  # cheap checks before the slow model load: the log file, then the port
+    sinks, sources = [], {}
+    try:  # the cheapest checks first, before any audio device is touched: the log file, then the port
         if args.jsonl:
             from emostream.clients.sinks import JsonlSink
 
@@ -75,7 +62,19 @@ def run_listen(args: argparse.Namespace) -> int:
         publisher = Publisher(args.publish)
     except (OSError, PublisherError) as exc:
         stderr(str(exc))
-        for s in list(sources.values()) + sinks:
+        for s in sinks:
+            s.close()
+        return 2
+
+    try:
+        for spec in specs:  # then the inputs, before the slow model load: unknown device, unreadable file, bad rate
+            if spec.kind == "microphone":
+                resolve_input_device(spec.target)
+            else:
+                sources[spec.stream_id] = open_source(spec, opts)
+    except SourceError as exc:
+        stderr(str(exc))
+        for s in list(sources.values()) + sinks + [publisher]:
             s.close()
         return 2
 

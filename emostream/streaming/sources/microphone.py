@@ -55,7 +55,8 @@ def resolve_input_device(spec: str | int | None) -> dict[str, Any]:
     """``None`` -> the default input; an int (or digits) -> that index; text -> unique name substring."""
     devices = list_input_devices()
     if not devices:
-        raise SourceError("no audio input devices found (is a microphone connected? `emostream devices` lists them)")
+        asked = "" if spec in (None, "", "default") else f"no input device matches {spec!r}: "
+        raise SourceError(asked + "no audio input devices found (is a microphone connected? `emostream devices` lists them)")
     if spec is None or spec == "" or spec == "default":
         for dev in devices:
             if dev["is_default"]:
