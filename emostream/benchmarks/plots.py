@@ -1,4 +1,5 @@
-"""The benchmark's pictures: latency CDFs (per SEC backend; emostream vs baseline) and latency vs streams."""
+"""The benchmark's pictures: latency CDFs (per SEC backend; emostream vs baseline; live, streaming vs
+the 30 s window) and latency vs streams (partials on and off)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ def latency_cdf(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    live = results.get("live")
+    fig, axes = plt.subplots(1, 3 if live else 2, figsize=(16 if live else 11, 4))
+    a, b = axes[0], axes[1]
     for key, values in results["stages"]["raw_ms"].items():
         if key.startswith("sec["):
             _cdf(a, values, key[4:-1])
@@ -31,7 +34,15 @@ def latency_cdf(results: dict, path: Path) -> None:
                          "baseline": "baseline: ASR → text-only"}[mode])
     b.set_title("VAD close → published, per utterance")
     b.set_xlabel("ms")
-    for ax in (a, b):
+    if live:
+        c = axes[2]
+        for name, label in (("emostream", "streaming (real-length ASR, speculation)"),
+                            ("asr_full_context", "30 s ASR window, no speculation")):
+            _cdf(c, live["raw_ms"][name]["vad_close_to_publish"], label)
+            _cdf(c, live["raw_ms"][name]["speech_end_to_publish"], f"{label.split(' (')[0].split(',')[0]}: speech end →")
+        c.set_title("live, real-time pace: VAD close (or speech end) → published")
+        c.set_xlabel("ms")
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.suptitle(f"emostream bench · {results['machine']['cpus']} CPUs"
@@ -51,7 +62,13 @@ def latency_vs_streams(results: dict, path: Path) -> None:
     n = [r["streams"] for r in runs]
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, style in (("median", "o-"), ("p95", "s--")):
-        ax.plot(n, [r["latency_ms"].get("vad_close_to_publish", {}).get(key, np.nan) for r in runs], style, label=key)
+        ax.plot(n, [r["latency_ms"].get("vad_close_to_publish", {}).get(key, np.nan) for r in runs], style,
+                label=f"{key}, partials on")
+    off = results["streams"].get("partials_off", {}).get("runs", [])
+    for key, style in (("median", "o:"), ("p95", "s:")):
+        if off:
+            ax.plot([r["streams"] for r in off], [r["latency_ms"].get("vad_close_to_publish", {}).get(key, np.nan)
+                                                  for r in off], style, alpha=0.6, label=f"{key}, partials off")
     for r in runs:
         if not r["keeps_up"]:
             why = (f"{r['utterances']['dropped']} dropped" if r["utterances"]["dropped"] else

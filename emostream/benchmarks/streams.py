@@ -1,5 +1,6 @@
 """Real-time streams: ``vad_close_to_publish`` while 1, 2, 4, … recordings play at real-time pace
-into one pipeline (one model set, as ``listen --input a --input b …``), until it stops keeping up.
+into one pipeline (one model set, as ``listen --input a --input b …``), until it stops keeping up;
+with partial results on (``listen``'s default: shed when finals wait) and off.
 
 Keeping up means: no utterance dropped by the drop-oldest queue, and the p95 wait in that queue
 under 1 s (a backlog that does not grow). The largest N that keeps up is the number of real-time
@@ -35,9 +36,10 @@ class _Collect:
 
 
 def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concurrent: bool = True,
-                workers: int = 1) -> dict:
+                workers: int = 1, partials: bool = True) -> dict:
     from emostream.clients.publisher import Publisher
     from emostream.streaming.pipeline import Pipeline, PipelineConfig
+    from emostream.streaming.segmenter import SegmenterConfig
     from emostream.streaming.sources import FileSource
 
     sink = _Collect()
@@ -50,7 +52,9 @@ def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concu
             sources.append(FileSource(path, f"s{i}", realtime=True))
             audio_s = max(audio_s, len(audio) / 16000)
         pipeline = Pipeline(recognizer, sources, [sink],
-                            PipelineConfig(concurrent_branches=concurrent, workers=workers), publisher=Publisher(endpoint))
+                            PipelineConfig(concurrent_branches=concurrent, workers=workers,
+                                           segmenter=SegmenterConfig(partial_interval_s=0.5 if partials else 0.0)),
+                            publisher=Publisher(endpoint))
         t0 = time.monotonic()
         thread = threading.Thread(target=pipeline.run)
         thread.start()
@@ -58,30 +62,33 @@ def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concu
         wall = time.monotonic() - t0
     emotions = [m for m in sink.messages if m["type"] == "emotion"]
     final = [m for m in sink.messages if m["type"] == "status"][-1]
-    totals = {k: sum(st[k] for st in final["streams"].values()) for k in ("utterances", "published", "dropped", "failed")}
+    totals = {k: sum(st[k] for st in final["streams"].values())
+              for k in ("utterances", "published", "dropped", "failed", "speculated", "partials", "partials_skipped")}
     timings = {k: [m["timings_ms"][k] for m in emotions] for k in (emotions[0]["timings_ms"] if emotions else {})}
     queue_wait = summarize(timings.get("queue_wait", []))
     keeps_up = (totals["dropped"] == 0 and totals["failed"] == 0 and totals["published"] > 0
                 and queue_wait.get("p95", 0) < KEEP_UP_QUEUE_WAIT_P95_MS)
-    return {"streams": n_streams, "concurrent_branches": concurrent, "audio_s": round(audio_s, 1),
+    return {"streams": n_streams, "concurrent_branches": concurrent, "partials": partials, "audio_s": round(audio_s, 1),
             "wall_s": round(wall, 1), "utterances": totals, "keeps_up": keeps_up,
             "utterance_s": summarize([m["utterance"]["duration_s"] * 1e3 for m in emotions]),
             "latency_ms": {k: summarize(v) for k, v in timings.items()},
             "raw_vad_close_to_publish_ms": timings.get("vad_close_to_publish", [])}
 
 
-def stream_scaling(recognizer, max_streams: int, sentences: int, endpoints, progress=None) -> dict:
+def stream_scaling(recognizer, max_streams: int, sentences: int, endpoints, progress=None,
+                   partials: bool = True) -> dict:
+    """``partials``: as ``listen`` runs by default (every 0.5 s, shed under load) or off."""
     runs = []
     n = 1
     while n <= max_streams:
-        run = run_streams(recognizer, n, sentences, next(endpoints))
+        run = run_streams(recognizer, n, sentences, next(endpoints), partials=partials)
         runs.append(run)
         if progress:
             progress(n, run)
         if not run["keeps_up"]:
             break
         n *= 2
-    sequential = run_streams(recognizer, 1, sentences, next(endpoints), concurrent=False)
+    sequential = run_streams(recognizer, 1, sentences, next(endpoints), concurrent=False, partials=partials)
     if progress:
         progress(1, sequential)
     kept = [r["streams"] for r in runs if r["keeps_up"]]

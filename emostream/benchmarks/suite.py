@@ -1,12 +1,15 @@
 """``emostream bench``: the latency suite. One run, one JSON file with every figure, two PNGs.
 
-    emostream bench --quick                 # < 5 min on 2 CPU cores
+    emostream bench --quick                 # about 8 min on 2 CPU cores
     emostream bench --out runs/bench/full   # more utterances, repetitions and streams
     emostream bench --compare old.json new.json
 
-Sections: (1) per-stage latency per SEC backend, (2) real-time streams until the machine stops
-keeping up, (3) concurrent vs sequential branches, (4) real-time factor and peak memory, (5) the
-RealtimeSTT-style baseline. Warm-up runs are excluded; repetitions are in the JSON ``config``.
+Sections: (1) per-stage latency per SEC backend, (2) per-utterance latency: concurrent vs
+sequential branches vs the RealtimeSTT-style baseline, (3) live: the utterances fed through the
+segmenter at real-time pace, the streaming path (real-length ASR, speculative finals, partials)
+against the 30 s-window path, plus each ASR path's WER, (4) real-time streams until the machine
+stops keeping up, partials on and off, (5) real-time factor and peak memory. Warm-up runs are
+excluded; repetitions are in the JSON ``config``.
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ class BenchConfig:
     repeats: int = 5
     max_streams: int = 8
     stream_sentences: int = 8
+    live_repeats: int = 2
 
     @classmethod
     def quick_config(cls, **kw) -> BenchConfig:
         return cls(quick=True, utterances=6, ravdess_clips=4, warmup=1, repeats=3, max_streams=4,
-                   stream_sentences=4, **kw)
+                   stream_sentences=4, live_repeats=1, **kw)
 
 
 def _endpoints():
@@ -52,8 +56,22 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def references(utts) -> dict[str, str]:
+    """The words of each bench utterance: the espeak-ng sentence, or RAVDESS's statement (5th field)."""
+    from emostream.benchmarks.utterances import SENTENCES
+
+    ravdess = {"01": "Kids are talking by the door.", "02": "Dogs are sitting by the door."}
+    out = {}
+    for i, u in enumerate(utts):
+        if u.name.startswith("espeak-"):
+            out[u.name] = SENTENCES[int(u.name.split("-")[1])]
+        elif u.name.startswith("ravdess-") and len(u.name.split("-")) >= 6:
+            out[u.name] = ravdess.get(u.name.split("-")[5], "")
+    return {k: v for k, v in out.items() if v}
+
+
 def run_bench(cfg: BenchConfig) -> dict:
-    from emostream.benchmarks import plots, stages, streams
+    from emostream.benchmarks import live, plots, stages, streams
     from emostream.benchmarks.runner import gpu_memory_mb, machine_info, peak_rss_mb
     from emostream.benchmarks.utterances import bench_utterances
     from emostream.clients.listen import warm_up
@@ -82,7 +100,7 @@ def run_bench(cfg: BenchConfig) -> dict:
                            "the warm-up"},
     }
 
-    _say(f"[1/3] per-stage latency: {len(utts)} utterances × {cfg.repeats} runs per backend…")
+    _say(f"[1/4] per-stage latency: {len(utts)} utterances × {cfg.repeats} runs per backend…")
     done = itertools.count(1)
     results["stages"] = stages.stage_latency(
         recognizer, utts, list(cfg.backends), sec_threads, cfg.warmup, cfg.repeats,
@@ -90,19 +108,35 @@ def run_bench(cfg: BenchConfig) -> dict:
     for name, why in results["stages"]["sec_backends_skipped"].items():
         _say(f"      SEC backend {name} skipped: {why}")
 
-    _say(f"[2/3] per-utterance latency, emostream vs sequential vs baseline: {len(utts)} × {cfg.repeats}…")
+    _say(f"[2/4] per-utterance latency, emostream vs sequential vs baseline: {len(utts)} × {cfg.repeats}…")
     done = itertools.count(1)
     results["utterances"] = stages.utterance_latency(
         recognizer, utts, next(endpoints), cfg.warmup, cfg.repeats,
         progress=lambda: _say(f"      utterance {next(done)}/{len(utts)}"))
 
-    _say(f"[3/3] real-time streams (1, 2, 4 … ≤ {cfg.max_streams}), {cfg.stream_sentences} sentences each…")
-    results["streams"] = streams.stream_scaling(
-        recognizer, cfg.max_streams, cfg.stream_sentences, endpoints,
-        progress=lambda n, r: _say(f"      {n} stream(s){'' if r['concurrent_branches'] else ', sequential'}: "
-                                   f"{r['utterances']['published']}/{r['utterances']['utterances']} published, "
-                                   f"p95 {r['latency_ms'].get('vad_close_to_publish', {}).get('p95', float('nan')):.0f} ms"
-                                   f"{'' if r['keeps_up'] else ' — falls behind'}"))
+    _say(f"[3/4] live: {len(utts)} utterances at real-time pace through the segmenter, streaming path vs "
+         f"30 s window, × {cfg.live_repeats}…")
+    results["live"] = live.live_latency(
+        recognizer, utts, endpoints, cfg.live_repeats,
+        progress=lambda name, rep, r: _say(f"      {name}: {r['finals']} finals, {r['partials']} partials, "
+                                           f"{r['speculated']} speculative finals used"))
+    results["live"]["asr_paths"] = live.asr_paths(recognizer, utts, references(utts))
+
+    def scaled(r) -> None:
+        _say(f"      {r['streams']} stream(s){'' if r['concurrent_branches'] else ', sequential'}, partials "
+             f"{'on' if r['partials'] else 'off'}: {r['utterances']['published']}/{r['utterances']['utterances']} "
+             f"published, {r['utterances']['partials']} partials ({r['utterances']['partials_skipped']} skipped), "
+             f"p95 {r['latency_ms'].get('vad_close_to_publish', {}).get('p95', float('nan')):.0f} ms"
+             f"{'' if r['keeps_up'] else ' — falls behind'}")
+
+    _say(f"[4/4] real-time streams (1, 2, 4 … ≤ {cfg.max_streams}), {cfg.stream_sentences} sentences each, "
+         f"partials on, then off…")
+    results["streams"] = streams.stream_scaling(recognizer, cfg.max_streams, cfg.stream_sentences, endpoints,
+                                                progress=lambda n, r: scaled(r))
+    off = streams.stream_scaling(recognizer, cfg.max_streams, cfg.stream_sentences, endpoints,
+                                 progress=lambda n, r: scaled(r), partials=False)
+    results["streams"]["partials_off"] = {k: off[k] for k in ("runs", "max_realtime_streams",
+                                                              "max_realtime_streams_is_lower_bound")}
     results["memory"] = {"peak_rss_mb_after_loading": rss_models, "peak_rss_mb": peak_rss_mb(),
                          "gpu_torch_max_allocated_mb": gpu_memory_mb(),
                          "note": "GPU figure: torch's allocator only (TensorRT and ONNX Runtime allocate their own)"}
@@ -139,6 +173,25 @@ def print_summary(results: dict, out: Path) -> None:
     print(f"  emostream / baseline: median {ut['emostream_over_baseline']['median']:.3f}, "
           f"p95 {ut['emostream_over_baseline']['p95']:.3f};  emostream / sequential: median "
           f"{ut['emostream_over_sequential']['median']:.3f}, p95 {ut['emostream_over_sequential']['p95']:.3f}")
+    lv = results.get("live")
+    if lv:
+        print("live, real-time pace through the segmenter (ms)   median      p95")
+        for k, v in lv["vad_close_to_publish_ms"].items():
+            print(f"  VAD close -> published, {k:24s} {v.get('median', float('nan')):8.1f} {v.get('p95', float('nan')):8.1f}")
+        for k, v in lv["speech_end_to_publish_ms"].items():
+            print(f"  speech end -> published, {k:23s} {v.get('median', float('nan')):8.1f} {v.get('p95', float('nan')):8.1f}")
+        r = lv["emostream_over_full_context"]
+        p = lv["partials"]
+        print(f"  emostream / full context: median {r.get('median', float('nan')):.3f}, p95 {r.get('p95', float('nan')):.3f}; "
+              f"speculative finals used {lv['speculative_finals']['used']}/{lv['speculative_finals']['finals']}, "
+              f"discarded {lv['speculative_finals']['discarded']}")
+        print(f"  partials: onset -> first median {p['onset_to_first_partial_ms'].get('median', float('nan')):.0f} ms, "
+              f"p95 {p['onset_to_first_partial_ms'].get('p95', float('nan')):.0f}; interval median "
+              f"{p['interval_ms'].get('median', float('nan')):.0f} ms, p95 {p['interval_ms'].get('p95', float('nan')):.0f}; "
+              f"{p['published']} published, {p['skipped']} skipped")
+        for k, v in lv["asr_paths"].items():
+            print(f"  ASR {k:4s} window: WER {v['wer']} on {v['n']} utterances, short window not trusted "
+                  f"{v['short_window_not_trusted_before_fallback']}, loops dropped {v['loops_dropped_not_published']}")
     print("real-time streams            published  dropped   median ms   p95 ms   keeps up")
     for r in sm["runs"] + [sm["sequential_single_stream"]]:
         lat = r["latency_ms"].get("vad_close_to_publish", {})
@@ -146,6 +199,10 @@ def print_summary(results: dict, out: Path) -> None:
         print(f"  {name:26s} {r['utterances']['published']:5d}/{r['utterances']['utterances']:<4d} "
               f"{r['utterances']['dropped']:6d} {lat.get('median', float('nan')):11.1f} {lat.get('p95', float('nan')):8.1f}"
               f"   {'yes' if r['keeps_up'] else 'no'}")
+    if "partials_off" in sm:
+        off = sm["partials_off"]
+        print(f"  partials off: max real-time streams {'≥ ' if off['max_realtime_streams_is_lower_bound'] else ''}"
+              f"{off['max_realtime_streams']}")
     bound = "≥ " if sm["max_realtime_streams_is_lower_bound"] else ""
     print(f"  max real-time streams: {bound}{sm['max_realtime_streams']} ({sm['keep_up_rule']}); single stream "
           f"concurrent / sequential: median {sm['single_stream_concurrent_over_sequential']['median']:.3f}, "

@@ -24,7 +24,7 @@ def result_record(path: str, result) -> dict:
 
 def classify_files(files: list[str], fmt: str = "jsonl", model: str | None = None, asr_model: str | None = None,
                    device: str = "auto", threads: int = 2, sec_backend: str = "auto", fusion: str = "fixed",
-                   asr_context: str = "full") -> int:
+                   asr_context: str = ASRConfig.context) -> int:
     from emostream.engine.bundle import BundleError
     from emostream.engine.recognizer import Recognizer
 

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from emostream.engine.asr import CONTEXTS  # numpy only: keeps --help fast
+from emostream.engine.asr import CONTEXTS, ASRConfig  # numpy only: keeps --help fast
 
 EXAMPLES = """examples:
   emostream classify --sample --format table    the two shipped demo clips
@@ -81,10 +81,10 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
                         "default: bundled tiny.en")
     p.add_argument("--compute", default="auto", choices=("auto", "cpu", "cuda"),
                    help="where the ASR runs (default: auto = CUDA when CTranslate2 sees a GPU)")
-    p.add_argument("--asr-context", default="full", choices=CONTEXTS,
-                   help="full: Whisper's 30 s window (default); real: the utterance + 2.56 s of silence through "
-                        "CTranslate2, ~3x faster on short utterances, with a fall-back to the full window when the "
-                        "short decode runs away or may be no speech (README 'ASR context')")
+    p.add_argument("--asr-context", default=ASRConfig.context, choices=CONTEXTS,
+                   help="real (default): the utterance padded with silence to >= 10 s through CTranslate2, ~3x "
+                        "faster than the 30 s window and as accurate, falling back to the full window when the short "
+                        "decode runs away or may be no speech; full: faster-whisper's 30 s window (README 'ASR context')")
     p.add_argument("--threads", type=int, default=_threads(), help="CPU threads for the models (default: %(default)s)")
     p.add_argument("--sec-backend", default="auto", choices=BACKENDS,
                    help="how the SEC encoder runs (default auto: TensorRT > ONNX Runtime CUDA > ONNX Runtime CPU > "
@@ -144,6 +144,15 @@ def _listen_parser(sub) -> None:
                    help="ignore bursts with less speech than this (default %(default)s ms)")
     g.add_argument("--max-utterance-s", type=float, default=d.max_utterance_s,
                    help="force a cut after this long without a pause (default %(default)s s)")
+    g = p.add_argument_group("streaming (results before and while the utterance ends)")
+    g.add_argument("--partial-interval", type=float, default=0.5, metavar="S",
+                   help="while someone speaks, recognise the utterance so far every S seconds of new speech and "
+                        "publish it on partial.<stream_id> (schema partial-1: stable + unstable words, emotion so "
+                        "far); best effort, skipped while finals wait (default %(default)s; 0 = off)")
+    g.add_argument("--speculate-silence-ms", type=int, default=d.speculate_silence_ms,
+                   help="start the final recognition after this much trailing silence, before --end-silence-ms "
+                        "closes the utterance; thrown away if speech resumes (default %(default)s ms; 0 = wait "
+                        "for the close)")
     g = p.add_argument_group("pipeline")
     g.add_argument("--max-pending", type=int, default=4,
                    help="utterances waiting for the models before the oldest is dropped (default %(default)s)")
@@ -161,6 +170,8 @@ def _subscribe_parser(sub) -> None:
     p.add_argument("--endpoint", default=DEFAULT_ENDPOINT, help="where `listen` publishes (default %(default)s)")
     p.add_argument("--stream", action="append", default=[], metavar="ID", help="only these stream ids; repeatable")
     p.add_argument("--status", action="store_true", help="also print status heartbeats")
+    p.add_argument("--partials", action="store_true",
+                   help="also print partial results while an utterance is spoken (`listen --partial-interval`)")
     p.add_argument("--format", choices=("text", "jsonl"), default="text", help="text lines (default) or raw JSON")
     p.add_argument("--count", type=int, default=None, metavar="N", help="exit after N emotion events")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
@@ -178,7 +189,8 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
     from emostream.clients.subscriber import Subscriber
 
     try:
-        sub = Subscriber(args.endpoint, streams=args.stream or None, status=args.status, timeout_s=args.timeout)
+        sub = Subscriber(args.endpoint, streams=args.stream or None, status=args.status, timeout_s=args.timeout,
+                         partials=args.partials)
     except ValueError as exc:
         print(f"emostream subscribe: {exc}", file=sys.stderr)
         return 2
@@ -193,7 +205,7 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
 
 def _print_events(sub, args: argparse.Namespace) -> int:
     from emostream.clients.sinks import event_line
-    from emostream.clients.subscriber import EmotionEvent
+    from emostream.clients.subscriber import EmotionEvent, PartialEvent
 
     seen = 0
     with sub:
@@ -202,6 +214,9 @@ def _print_events(sub, args: argparse.Namespace) -> int:
                 print(json.dumps({"topic": event.topic, **event.message}, ensure_ascii=False), flush=True)
             elif isinstance(event, EmotionEvent):
                 print(event_line(event.message), flush=True)
+            elif isinstance(event, PartialEvent):
+                print(f"[partial] {event.stream_id}#{event.seq} {event.audio_s:4.1f} s  {event.label:<9} "
+                      f"{event.confidence:.2f}  {event.stable} | {event.unstable}", flush=True)
             else:
                 lat = event.latency_ms.get("vad_close_to_publish")
                 print(f"[status] {event.state} up {event.uptime_s:.0f} s; " + "; ".join(

@@ -1,4 +1,7 @@
-"""``emostream listen``'s live terminal view (rich): current emotion per stream, history, latency."""
+"""``emostream listen``'s live terminal view (rich): current emotion per stream, history, latency.
+
+While someone speaks, the stream's row shows the partial result (dim; the stable words brighter
+than the unstable tail) until the final result replaces it."""
 
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ class Monitor:
         self.console = console or Console()
         self._lock = threading.Lock()
         self._current: dict[str, dict[str, Any]] = {}
+        self._partial: dict[str, dict[str, Any]] = {}  # the utterance being spoken, per stream
         self._history: deque[dict[str, Any]] = deque(maxlen=history)
         self._status: dict[str, Any] | None = None
         self._started = time.monotonic()
@@ -43,7 +47,12 @@ class Monitor:
 
     def emit(self, topic: str, message: dict[str, Any]) -> None:
         with self._lock:
-            if message.get("type") == "emotion":
+            if message.get("type") == "partial":
+                self._partial[message["stream_id"]] = message
+            elif message.get("type") == "emotion":
+                partial = self._partial.get(message["stream_id"])
+                if partial is not None and partial["seq"] <= message["seq"]:
+                    del self._partial[message["stream_id"]]  # the final replaces it
                 self._current[message["stream_id"]] = message
                 first = message["utterance"].get("turn_first_seq", message["seq"])
                 if first < message["seq"]:  # the whole turn so far replaces its earlier fragments
@@ -65,9 +74,13 @@ class Monitor:
         grid = Table.grid(padding=(0, 2))
         grid.add_column(no_wrap=True)
         grid.add_column()
-        if not self._current:
+        if not self._current and not self._partial:
             grid.add_row(Text("listening…", style="dim"), Text("speak; each pause ends an utterance", style="dim"))
-        for sid, m in sorted(self._current.items()):
+        for sid in sorted(set(self._current) | set(self._partial)):
+            if sid in self._partial:
+                grid.add_row(*self._partial_row(sid, self._partial[sid]))
+                continue
+            m = self._current[sid]
             colour = COLOURS.get(m["label"], "white")
             head = Text.assemble((f"{sid}  ", "bold"), (m["label"].upper(), f"bold {colour}"))
             body = Text.assemble((_bar(m["confidence"]), colour), f" {m['confidence']:.2f}   ",
@@ -77,6 +90,18 @@ class Monitor:
             body.append("\nalso: " + ", ".join(f"{k} {v:.2f}" for k, v in top3), style="dim")
             grid.add_row(head, body)
         return Panel(grid, title=f"emostream · {self.title}", title_align="left", border_style="bright_black")
+
+    @staticmethod
+    def _partial_row(sid: str, p: dict[str, Any]) -> tuple[Text, Text]:
+        colour = COLOURS.get(p["label"], "white")
+        head = Text.assemble((f"{sid}  ", "bold"), (p["label"].lower() + "…", f"dim {colour}"))
+        body = Text.assemble((_bar(p["confidence"]), f"dim {colour}"), (f" {p['confidence']:.2f}   speaking, "
+                             f"{p['audio_s']:.1f} s so far\n", "dim"))
+        body.append("“", style="dim")
+        body.append(p["stable"], style="italic")
+        body.append((" " if p["stable"] and p["unstable"] else "") + p["unstable"], style="dim italic")
+        body.append("”", style="dim")
+        return head, body
 
     def _history_table(self) -> Table:
         table = Table(box=None, expand=True, header_style="bold dim", pad_edge=False)

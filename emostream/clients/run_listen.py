@@ -43,7 +43,9 @@ def run_listen(args: argparse.Namespace) -> int:
         config = PipelineConfig(
             segmenter=SegmenterConfig(frame_ms=args.vad_frame_ms, aggressiveness=args.vad_aggressiveness, end_silence_ms=args.end_silence_ms,
                                       pre_roll_ms=args.pre_roll_ms, min_speech_ms=args.min_speech_ms,
-                                      max_utterance_s=args.max_utterance_s, turn_gap_ms=args.turn_gap_ms),
+                                      max_utterance_s=args.max_utterance_s, turn_gap_ms=args.turn_gap_ms,
+                                      partial_interval_s=args.partial_interval,
+                                      speculate_silence_ms=args.speculate_silence_ms),
             max_pending=args.max_pending, status_interval_s=args.status_interval)
         if args.threads < 1:
             raise UsageError(f"--threads must be at least 1, got {args.threads}")

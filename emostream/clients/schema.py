@@ -15,10 +15,13 @@ import jsonschema
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 EMOTION_SCHEMA_ID = "urn:emostream:schema:emotion:1"
 STATUS_SCHEMA_ID = "urn:emostream:schema:status:1"
-SCHEMA_VERSION = "1.1"
+PARTIAL_SCHEMA_ID = "urn:emostream:schema:partial:1"
+SCHEMA_VERSION = "1.2"
 EMOTION_TOPIC_PREFIX = "emotion."
+PARTIAL_TOPIC_PREFIX = "partial."
 STATUS_TOPIC = "status"
-_FILES = {EMOTION_SCHEMA_ID: "emotion-1.schema.json", STATUS_SCHEMA_ID: "status-1.schema.json"}
+_FILES = {EMOTION_SCHEMA_ID: "emotion-1.schema.json", STATUS_SCHEMA_ID: "status-1.schema.json",
+          PARTIAL_SCHEMA_ID: "partial-1.schema.json"}
 
 
 class MessageError(ValueError):
@@ -51,20 +54,45 @@ def emotion_topic(stream_id: str) -> str:
     return EMOTION_TOPIC_PREFIX + stream_id
 
 
-def emotion_message(utterance, result, timings_ms: dict[str, float], published_at: float) -> dict[str, Any]:
+def partial_topic(stream_id: str) -> str:
+    return PARTIAL_TOPIC_PREFIX + stream_id
+
+
+def _emotion_fields(result) -> dict[str, Any]:
+    return {"label": result.label, "confidence": round(result.confidence, 5),
+            "probs": {k: round(v, 5) for k, v in result.probs.items()},
+            "valence": round(result.valence, 4), "arousal": round(result.arousal, 4)}
+
+
+def _timings(timings_ms: dict[str, float]) -> dict[str, float]:
+    return {k: round(max(0.0, v), 2) for k, v in timings_ms.items()}
+
+
+def partial_message(audio_so_far, result, stable: str, unstable: str, timings_ms: dict[str, float],
+                    published_at: float) -> dict[str, Any]:
+    """The open utterance so far (an Utterance snapshot) + its EmotionResult -> partial message."""
+    return {
+        "schema": PARTIAL_SCHEMA_ID, "schema_version": SCHEMA_VERSION, "type": "partial", "final": False,
+        "stream_id": audio_so_far.stream_id, "seq": audio_so_far.seq, "audio_s": round(audio_so_far.duration_s, 3),
+        "utterance": {"start_s": round(audio_so_far.start_s, 3), "end_s": round(audio_so_far.end_s, 3)},
+        "transcript": " ".join(t for t in (stable, unstable) if t), "stable": stable, "unstable": unstable,
+        **_emotion_fields(result), "timings_ms": _timings(timings_ms), "published_at": published_at,
+    }
+
+
+def emotion_message(utterance, result, timings_ms: dict[str, float], published_at: float,
+                    asr_context: str = "full", speculated: bool = False) -> dict[str, Any]:
     """Utterance (streaming.frames) + EmotionResult (engine.recognizer) -> emotion message."""
     return {
-        "schema": EMOTION_SCHEMA_ID, "schema_version": SCHEMA_VERSION, "type": "emotion",
+        "schema": EMOTION_SCHEMA_ID, "schema_version": SCHEMA_VERSION, "type": "emotion", "final": True,
         "stream_id": utterance.stream_id, "seq": utterance.seq,
         "utterance": {"start_s": round(utterance.start_s, 3), "end_s": round(utterance.end_s, 3),
                       "duration_s": round(utterance.duration_s, 3), "vad_closed_at": utterance.closed_wall,
                       "forced_cut": utterance.forced_cut, "turn_fragments": utterance.turn_fragments,
                       "turn_first_seq": utterance.turn_first_seq or utterance.seq},
-        "label": result.label, "confidence": round(result.confidence, 5),
-        "probs": {k: round(v, 5) for k, v in result.probs.items()},
-        "valence": round(result.valence, 4), "arousal": round(result.arousal, 4),
+        **_emotion_fields(result),
         "transcript": result.transcript, "asr_confidence": round(result.asr_confidence, 4),
-        "model_ids": dict(result.model_ids),
-        "timings_ms": {k: round(max(0.0, v), 2) for k, v in timings_ms.items()},
+        "asr_context": asr_context, "model_ids": dict(result.model_ids),
+        "timings_ms": _timings(timings_ms), "speculated": speculated,
         "published_at": published_at,
     }

@@ -13,7 +13,8 @@ from emostream.clients.schema import STATUS_TOPIC
 
 
 class JsonlSink:
-    """Every emotion event, and the final status, one JSON object per line (flushed each line)."""
+    """Every emotion event and partial result (``"final": true`` / ``false``), and the final status,
+    one JSON object per line (flushed each line)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

@@ -5,7 +5,9 @@
         for event in sub:                      # ends after 30 s without a message
             print(event.stream_id, event.label, event.confidence, event.transcript)
 
-Messages are validated against the schema; ones that do not match (another major version, a
+``Subscriber(..., partials=True)`` also yields ``PartialEvent``s: the utterance so far while it is
+spoken (``stable`` words will not change, ``unstable`` may), always before that seq's final
+``EmotionEvent``. Messages are validated against the schema; ones that do not match (another major version, a
 foreign publisher on the port) are skipped and counted in ``invalid``. ``missed`` counts seq
 gaps per stream: utterances the pipeline dropped or this subscriber was too slow to receive.
 """
@@ -22,7 +24,8 @@ from typing import Any
 import zmq
 
 from emostream.clients.publisher import DEFAULT_ENDPOINT
-from emostream.clients.schema import EMOTION_TOPIC_PREFIX, STATUS_TOPIC, MessageError, validate
+from emostream.clients.schema import (EMOTION_TOPIC_PREFIX, PARTIAL_TOPIC_PREFIX, STATUS_TOPIC, MessageError,
+                                      validate)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,35 @@ class EmotionEvent:
 
 
 @dataclass(frozen=True)
+class PartialEvent:
+    """The utterance ``seq`` so far, while it is being spoken; its final EmotionEvent replaces it."""
+
+    topic: str
+    stream_id: str
+    seq: int
+    audio_s: float
+    transcript: str
+    stable: str
+    unstable: str
+    label: str
+    confidence: float
+    probs: dict[str, float]
+    valence: float
+    arousal: float
+    timings_ms: dict[str, float]
+    received_at: float
+    message: dict[str, Any]
+    final: bool = False
+
+    @classmethod
+    def from_message(cls, topic: str, m: dict[str, Any], received_at: float) -> PartialEvent:
+        return cls(topic=topic, stream_id=m["stream_id"], seq=m["seq"], audio_s=m["audio_s"],
+                   transcript=m["transcript"], stable=m["stable"], unstable=m["unstable"], label=m["label"],
+                   confidence=m["confidence"], probs=m["probs"], valence=m["valence"], arousal=m["arousal"],
+                   timings_ms=m["timings_ms"], received_at=received_at, message=m)
+
+
+@dataclass(frozen=True)
 class StatusEvent:
     topic: str
     state: str
@@ -75,14 +107,15 @@ class StatusEvent:
                    latency_ms=m["latency_ms"], received_at=received_at, message=m)
 
 
-Event = EmotionEvent | StatusEvent
+Event = EmotionEvent | PartialEvent | StatusEvent
 
 
 class Subscriber:
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, streams: Sequence[str] | None = None,
                  emotions: bool = True, status: bool = False, timeout_s: float | None = None,
-                 validate_messages: bool = True, high_water_mark: int = 1000) -> None:
+                 validate_messages: bool = True, high_water_mark: int = 1000, partials: bool = False) -> None:
         """``streams``: only these stream ids (default all); ``status``: also heartbeats;
+        ``partials``: also the results while an utterance is spoken (PartialEvent);
         ``timeout_s``: recv() raises TimeoutError, iteration ends, after this long without a message."""
         self.endpoint = endpoint
         self.timeout_s = timeout_s
@@ -95,6 +128,8 @@ class Subscriber:
         topics = []
         if emotions:
             topics += [EMOTION_TOPIC_PREFIX + s for s in streams] if streams else [EMOTION_TOPIC_PREFIX]
+        if partials:
+            topics += [PARTIAL_TOPIC_PREFIX + s for s in streams] if streams else [PARTIAL_TOPIC_PREFIX]
         if status:
             topics.append(STATUS_TOPIC)
         if not topics:
@@ -125,6 +160,10 @@ class Subscriber:
             now = time.time()
             if message.get("type") == "status":
                 return StatusEvent.from_message(topic, message, now)
+            if message.get("type") == "partial":
+                partial = PartialEvent.from_message(topic, message, now)
+                keep = self._streams is None or partial.stream_id in self._streams
+                return partial if keep else None  # no seq bookkeeping: partials are best effort
             event = EmotionEvent.from_message(topic, message, now)
         except (ValueError, KeyError, TypeError, MessageError) as exc:
             self.invalid += 1

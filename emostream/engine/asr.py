@@ -6,15 +6,21 @@ decoder was unsure (the same rule Whisper uses to skip silent windows).
 
 Context: faster-whisper pads every utterance to a 30 s window, so the encoder does 10-15x the work
 a short utterance needs. ``context="real"`` decodes the utterance plus a margin of zero *audio*
-through CTranslate2 directly (it accepts fewer than 3000 frames). A shortened context can make the
+through CTranslate2 directly (it accepts fewer than 3000 frames), padded with zeros to at least
+``min_window_s``: with only a 2.56 s margin, 40 % of RAVDESS sentences looped, with a 10 s window none
+did (tools/asr_context_wer.py). A shortened context can still make the
 decoder repeat itself until the token cap, so that path caps tokens by duration and treats a cap
 hit, a high compression ratio or a phrase repeated back to back as a runaway: that utterance is
 decoded again with the full window, and a runaway is never returned. So is an utterance the short
-window thinks may be no speech: the full window's no-speech rule is the tested one.
+window thinks may be no speech: the full window's no-speech rule is the tested one. The full window
+can loop too ("do do do ..." to the token cap): a transcript that compresses beyond
+``max_compression_ratio`` (faster-whisper's own failure threshold) is dropped, logged and flagged
+``runaway``, and the utterance is judged on how it sounds alone.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -41,8 +47,9 @@ class ASRConfig:
     cpu_threads: int = 1
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
-    context: str = "full"  # "full": faster-whisper's 30 s window; "real": utterance + margin (full on a runaway)
+    context: str = "real"  # "real": utterance + zeros to the window below (full on a runaway); "full": the 30 s window
     margin_s: float = 2.56  # zero audio after the utterance on the real-length path (128 encoder positions)
+    min_window_s: float = 10.0  # ... and at least this much audio in all: shorter windows loop (see README)
     tokens_per_s: float = 6.0  # token cap on the real-length path: tokens_per_s * duration + extra_tokens
     extra_tokens: int = 10
     max_compression_ratio: float = 2.4
@@ -58,6 +65,7 @@ class Transcript:
     confidence: float  # exp(mean token log-prob) over kept segments; 0 when empty
     no_speech_prob: float
     context: str = "full"  # the window that produced it: "full", "real", or "real->full" after a runaway
+    runaway: bool = False  # the decoder looped even in the full window: its words were dropped
 
     @property
     def empty(self) -> bool:
@@ -116,6 +124,12 @@ class SpeechRecognizer:
         self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         log.info("ASR %s on %s (%s), %s context", self.model_id, device, compute_type, cfg.context)
 
+    def with_context(self, context: str) -> SpeechRecognizer:
+        """The same loaded model decoding with another context (to compare the two in one process)."""
+        other = copy.copy(self)
+        other.config = replace(self.config, context=context)
+        return other
+
     def close(self) -> None:
         model, self.model = self.model, None
         if model is not None and hasattr(model.model, "unload_model"):
@@ -123,7 +137,7 @@ class SpeechRecognizer:
 
     def transcribe(self, waveform: np.ndarray) -> Transcript:
         waveform = np.asarray(waveform, dtype=np.float32)
-        if self.config.context == "real" and len(waveform) / SAMPLE_RATE + self.config.margin_s < 30.0:
+        if self.config.context == "real" and self._real_window_s(waveform) < 30.0:
             result = self._transcribe_real(waveform)
             if result is not None:
                 return result
@@ -132,14 +146,28 @@ class SpeechRecognizer:
             return replace(self._transcribe_full(waveform), context="real->full")
         return self._transcribe_full(waveform)
 
+    def transcribe_partial(self, waveform: np.ndarray) -> Transcript | None:
+        """The audio so far of an utterance still being spoken: always the short window (a 30 s
+        decode per partial would cost more than the partials are worth), never the fallback; None
+        when that decode is not trusted, and the caller skips this partial."""
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if self._real_window_s(waveform) >= 30.0:
+            return None
+        return self._transcribe_real(waveform)
+
+    def _real_window_s(self, waveform: np.ndarray) -> float:
+        seconds = len(waveform) / SAMPLE_RATE
+        return max(seconds + self.config.margin_s, self.config.min_window_s)
+
     def _transcribe_real(self, waveform: np.ndarray) -> Transcript | None:
-        """The utterance + ``margin_s`` of zeros, decoded once; None when the decode ran away or may
-        be no speech at all (both are left to the full window)."""
+        """The utterance + zeros up to the real window, decoded once; None when the decode ran away
+        or may be no speech at all (both are left to the full window)."""
         import ctranslate2
         from faster_whisper.transcribe import get_compression_ratio
 
         cfg = self.config
-        audio = np.concatenate([waveform, np.zeros(int(cfg.margin_s * SAMPLE_RATE), np.float32)])
+        window = int(self._real_window_s(waveform) * SAMPLE_RATE)
+        audio = np.concatenate([waveform, np.zeros(window - len(waveform), np.float32)])
         mel = np.ascontiguousarray(self.model.feature_extractor(audio)[None, :, :-1], dtype=np.float32)
         cap = min(MAX_NEW_TOKENS, math.ceil(cfg.tokens_per_s * len(waveform) / SAMPLE_RATE) + cfg.extra_tokens)
         result = self.model.model.generate(
@@ -177,8 +205,15 @@ class SpeechRecognizer:
                 weights.append(max(len(seg.tokens), 1))
         if not texts:
             return Transcript("", 0.0, no_speech)
+        text = " ".join(texts)
+        from faster_whisper.transcribe import get_compression_ratio
+
+        if get_compression_ratio(text) > cfg.max_compression_ratio:
+            log.warning("ASR looped even with the full window (%d characters, e.g. %r): transcript dropped",
+                        len(text), text[:60])
+            return Transcript("", 0.0, no_speech, runaway=True)
         mean_lp = float(np.average(logprobs, weights=weights))
-        return Transcript(" ".join(texts), math.exp(min(mean_lp, 0.0)), no_speech)
+        return Transcript(text, math.exp(min(mean_lp, 0.0)), no_speech)
 
 
 def is_runaway(text: str, tokens: int, cap: int, max_compression_ratio: float, compression_ratio) -> bool:

@@ -7,6 +7,7 @@ ONNX Runtime release the GIL), which is what lets the pipeline run both branches
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -120,6 +121,12 @@ class Recognizer:
                           "sec_backend": self.sec_backend.name,
                           "fusion": "fixed" if self.cell is None else "searched-cell"}
 
+    def with_asr_context(self, context: str) -> Recognizer:
+        """The same loaded models with the ASR decoding another context ("full" or "real")."""
+        other = copy.copy(self)
+        other.asr = self.asr.with_context(context)
+        return other
+
     def close(self) -> None:
         """Free the ASR model now, on this thread. Left to interpreter shutdown, CTranslate2's
         worker threads can be torn down out of order and abort the process ("terminate called")."""
@@ -135,8 +142,9 @@ class Recognizer:
         emb, logits = self.sec_backend(waveform)
         return SECOutput(np.asarray(emb, np.float32), np.asarray(logits, np.float32))
 
-    def transcribe(self, waveform: np.ndarray) -> Transcript:
-        return self.asr.transcribe(waveform)
+    def transcribe(self, waveform: np.ndarray, partial: bool = False) -> Transcript | None:
+        """``partial``: audio of an utterance still being spoken; None when that decode is not trusted."""
+        return self.asr.transcribe_partial(waveform) if partial else self.asr.transcribe(waveform)
 
     def text(self, transcript: str) -> TECOutput:
         if not transcript.strip():

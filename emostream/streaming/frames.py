@@ -46,3 +46,19 @@ class Utterance:
     @property
     def duration_s(self) -> float:
         return len(self.samples) / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class SpeechEvent:
+    """What the segmenter sees before an utterance closes, so work can start early.
+
+    ``"end_candidate"``: trailing silence began; ``utterance`` is the utterance as it would close
+    now (its seq is the one it will get), for a speculative final. ``"resumed"``: speech came back
+    after an end candidate; that candidate is void. ``"progress"``: the open utterance so far, for a
+    partial result. Events of one stream come in stream order, before the utterance they concern.
+    """
+
+    kind: str
+    stream_id: str
+    seq: int
+    utterance: Utterance | None = None

@@ -8,6 +8,13 @@ counted per stream and reported in status, so latency stays bounded. Inputs that
 file read with ``--fast``) wait for room instead: nothing is gained by dropping them. Stopping (``stop()``, e.g.
 on Ctrl-C) makes sources close their open utterance; the workers finish what is queued, publish
 it, then sinks are closed.
+
+Early work, never at the cost of a final (see ``queues``): when the segmenter announces an end
+candidate and a worker is free, the final recognition starts then; if the VAD closes with no new
+speech its result is published at once (``speculated``), if speech resumes it is thrown away. While
+an utterance is open, its audio so far is recognized every ``partial_interval_s`` and published on
+``partial.<stream_id>`` with a LocalAgreement-2 stable prefix. A stream's partials for an utterance
+are published in order and never after its final.
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from emostream.clients.schema import (SCHEMA_VERSION, STATUS_SCHEMA_ID, STATUS_TOPIC, emotion_message,
-                                      emotion_topic)
+                                      emotion_topic, partial_message, partial_topic)
+from emostream.streaming.agreement import LocalAgreement
 from emostream.streaming.audio import AudioError, validate_waveform
-from emostream.streaming.frames import Utterance
+from emostream.streaming.frames import SpeechEvent, Utterance
 from emostream.streaming.queues import DropOldestQueue
 from emostream.streaming.segmenter import Segmenter, SegmenterConfig
 from emostream.streaming.sources.base import AudioSource, SourceError
@@ -61,6 +69,25 @@ def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
     return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
 
 
+@dataclass
+class _Recognized:
+    result: Any  # EmotionResult
+    asr_context: str
+    timings: dict[str, float]  # stage times (ms)
+    started: float  # perf_counter when recognition began
+
+
+@dataclass
+class _EarlyJob:
+    """Best-effort work on audio the segmenter handed out before a close."""
+
+    kind: str  # "speculative" (an end candidate) or "partial" (progress)
+    utterance: Utterance
+    state: str = "pending"  # pending -> running -> done, or discarded
+    outcome: _Recognized | None = None
+    final: Utterance | None = None  # the close that arrived while running: the worker publishes it
+
+
 class Pipeline:
     def __init__(self, recognizer, sources: Sequence[AudioSource], sinks: Sequence[Sink],
                  config: PipelineConfig | None = None, publisher=None) -> None:
@@ -82,7 +109,12 @@ class Pipeline:
         self._stop = threading.Event()
         self._sources_done = threading.Event()
         self._done = threading.Event()
-        self._emit_lock = threading.Lock()
+        self._emit_lock = threading.RLock()
+        self._jobs_lock = threading.Lock()
+        self._speculations: dict[str, _EarlyJob] = {}
+        self._final_seq: dict[str, int] = {}  # last final published per stream (partials never follow it)
+        self._partial_at: dict[str, tuple[int, int]] = {}  # (seq, samples) of the last partial per stream
+        self._agreement = {s.stream_id: LocalAgreement() for s in self.sources}
         self._status_seq = 0
         self._started = time.monotonic()
         self.errors: list[str] = []
@@ -131,6 +163,8 @@ class Pipeline:
     # --- threads --------------------------------------------------------------------------------
     def _enqueue(self, utterance: Utterance, live: bool = True) -> None:
         self.stats.bump(utterance.stream_id, "utterances")
+        if self._adopt_speculation(utterance):
+            return
         if not live:
             self.queue.put_wait(utterance)
             return
@@ -145,8 +179,11 @@ class Pipeline:
         try:
             live = getattr(source, "live", True)
             for chunk in source.chunks(self._stop):
-                for utterance in segmenter.feed(chunk):
-                    self._enqueue(utterance, live)
+                for item in segmenter.feed_events(chunk):
+                    if isinstance(item, Utterance):
+                        self._enqueue(item, live)
+                    elif live:  # a file read as fast as possible gains nothing from early work
+                        self._early(item)
             self.stats.set_state(source.stream_id, "ended")
         except SourceError as exc:
             self.errors.append(str(exc))
@@ -161,6 +198,81 @@ class Pipeline:
                 self._enqueue(utterance, getattr(source, "live", True))
             source.close()
 
+    # --- early work: speculative finals and partials -----------------------------------------
+    def _early(self, event: SpeechEvent) -> None:
+        sid = event.stream_id
+        if event.kind == "resumed":
+            self._void_speculation(sid)
+            return
+        if len(self.queue):  # finals are waiting: no early work now
+            if event.kind == "progress":
+                self.stats.bump(sid, "partials_skipped")
+            return
+        job = _EarlyJob("speculative" if event.kind == "end_candidate" else "partial", event.utterance)
+        if job.kind == "speculative":
+            with self._jobs_lock:
+                self._void_speculation_locked(sid)
+                self._speculations[sid] = job
+        replaced = self.queue.offer(sid, job)
+        if replaced is not None and replaced.kind == "partial":
+            self.stats.bump(sid, "partials_skipped")
+
+    def _void_speculation(self, stream_id: str) -> None:
+        with self._jobs_lock:
+            self._void_speculation_locked(stream_id)
+
+    def _void_speculation_locked(self, stream_id: str) -> None:
+        job = self._speculations.pop(stream_id, None)
+        if job is None:
+            return
+        if job.state == "pending":
+            self.queue.withdraw(stream_id, job)
+        elif job.state in ("running", "done"):
+            self.stats.bump(stream_id, "speculation_discarded")
+        job.state = "discarded"
+
+    def _adopt_speculation(self, utterance: Utterance) -> bool:
+        """The VAD closed: True when a speculation on this utterance publishes it (now or when done)."""
+        with self._jobs_lock:
+            job = self._speculations.get(utterance.stream_id)
+            if job is None or job.utterance.seq != utterance.seq or job.state in ("pending", "discarded"):
+                self._void_speculation_locked(utterance.stream_id)
+                return False
+            del self._speculations[utterance.stream_id]
+            if job.state == "running":
+                job.final = utterance  # its worker publishes when done
+                return True
+            outcome = job.outcome
+        if outcome is None:
+            return False
+        self._publish_final(utterance, outcome, speculated=True)
+        return True
+
+    def _run_early(self, job: _EarlyJob, sec_pool: ThreadPoolExecutor) -> None:
+        with self._jobs_lock:
+            if job.state != "pending":
+                return
+            job.state = "running"
+        sid = job.utterance.stream_id
+        try:
+            outcome = self.recognize(job.utterance.samples, sec_pool, partial=job.kind == "partial")
+        except Exception as exc:  # the final is recognized again on its own; a partial is skipped
+            log.debug("early %s work on %s#%d failed: %s", job.kind, sid, job.utterance.seq, exc)
+            outcome = None
+        if job.kind == "partial":
+            self._publish_partial(job.utterance, outcome)
+            return
+        with self._jobs_lock:
+            final = job.final
+            if final is None:
+                if job.state == "running":
+                    job.outcome, job.state = outcome, "done"
+                return
+        if outcome is not None:
+            self._publish_final(final, outcome, speculated=True)
+        else:
+            self._process_final(final, sec_pool)
+
     def _run_worker(self) -> None:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sec") as sec_pool:
             while True:
@@ -169,14 +281,20 @@ class Pipeline:
                     if self._sources_done.is_set() and len(self.queue) == 0:
                         return
                     continue
-                try:
-                    self.process(utterance, sec_pool)
-                except AudioError as exc:
-                    self.stats.bump(utterance.stream_id, "failed")
-                    log.warning("utterance %s#%d not classified: %s", utterance.stream_id, utterance.seq, exc)
-                except Exception:
-                    self.stats.bump(utterance.stream_id, "failed")
-                    log.exception("utterance %s#%d failed", utterance.stream_id, utterance.seq)
+                if isinstance(utterance, _EarlyJob):
+                    self._run_early(utterance, sec_pool)
+                else:
+                    self._process_final(utterance, sec_pool)
+
+    def _process_final(self, utterance: Utterance, sec_pool: ThreadPoolExecutor) -> None:
+        try:
+            self.process(utterance, sec_pool)
+        except AudioError as exc:
+            self.stats.bump(utterance.stream_id, "failed")
+            log.warning("utterance %s#%d not classified: %s", utterance.stream_id, utterance.seq, exc)
+        except Exception:
+            self.stats.bump(utterance.stream_id, "failed")
+            log.exception("utterance %s#%d failed", utterance.stream_id, utterance.seq)
 
     def _run_heartbeat(self) -> None:
         # keeps beating while queued work drains after stop() (state "stopping")
@@ -186,8 +304,12 @@ class Pipeline:
     # --- one utterance --------------------------------------------------------------------------
     def process(self, utterance: Utterance, sec_pool: ThreadPoolExecutor) -> dict[str, Any]:
         """Both branches at once, fusion, publish. Returns the published message."""
+        return self._publish_final(utterance, self.recognize(utterance.samples, sec_pool))
+
+    def recognize(self, wave, sec_pool: ThreadPoolExecutor, partial: bool = False) -> _Recognized | None:
+        """SEC || (ASR -> text), then fusion. ``partial``: audio still being spoken; None when its
+        short-window decode was not trusted (that partial is skipped)."""
         rec = self.recognizer
-        wave = utterance.samples
         t_start = time.perf_counter()
 
         def sec_branch():
@@ -201,8 +323,10 @@ class Pipeline:
             sec_future.result()  # the comparison mode: SEC finishes before ASR starts
         t_asr0 = time.perf_counter()
         try:
-            transcript = rec.transcribe(wave)
+            transcript = rec.transcribe(wave, partial=partial)
             t_asr1 = time.perf_counter()
+            if transcript is None:
+                return None
             tec = rec.text(transcript.text)
             t_text = time.perf_counter()
         finally:  # wait for SEC even if ASR failed: it runs on this worker's pool
@@ -210,9 +334,7 @@ class Pipeline:
         branches_end = max(t_text, sec_span[1])
         probs, valence, arousal = rec.fuse(sec, tec, transcript.confidence)
         t_fused = time.perf_counter()
-        result = rec.result(probs, valence, arousal, transcript, {})
         timings = {
-            "queue_wait": (t_start - utterance.closed_perf) * 1e3,
             "sec": (sec_span[1] - sec_span[0]) * 1e3,
             "asr": (t_asr1 - t_asr0) * 1e3,
             "text": (t_text - t_asr1) * 1e3,
@@ -220,12 +342,38 @@ class Pipeline:
             "branches": (branches_end - t_start) * 1e3,
             "sec_asr_overlap": _overlap(sec_span, (t_asr0, t_asr1)) * 1e3,
         }
-        timings["vad_close_to_publish"] = (time.perf_counter() - utterance.closed_perf) * 1e3
-        message = emotion_message(utterance, result, timings, published_at=time.time())
-        self._emit(emotion_topic(utterance.stream_id), message)
+        return _Recognized(rec.result(probs, valence, arousal, transcript, {}), transcript.context, timings, t_start)
+
+    def _publish_final(self, utterance: Utterance, done: _Recognized, speculated: bool = False) -> dict[str, Any]:
+        timings = {"queue_wait": (done.started - utterance.closed_perf) * 1e3, **done.timings}
+        if speculated:
+            timings["head_start"] = (utterance.closed_perf - done.started) * 1e3
+        with self._emit_lock:  # the final and the partial bookkeeping move together
+            timings["vad_close_to_publish"] = (time.perf_counter() - utterance.closed_perf) * 1e3
+            message = emotion_message(utterance, done.result, timings, published_at=time.time(),
+                                      asr_context=done.asr_context, speculated=speculated)
+            self._final_seq[utterance.stream_id] = max(utterance.seq, self._final_seq.get(utterance.stream_id, 0))
+            self._emit(emotion_topic(utterance.stream_id), message)
         self.stats.bump(utterance.stream_id, "published")
+        if speculated:
+            self.stats.bump(utterance.stream_id, "speculated")
         self.stats.record(message["timings_ms"])
         return message
+
+    def _publish_partial(self, so_far: Utterance, done: _Recognized | None) -> None:
+        sid = so_far.stream_id
+        with self._emit_lock:
+            last = self._partial_at.get(sid, (0, 0))
+            if (done is None or so_far.seq <= self._final_seq.get(sid, 0)
+                    or (so_far.seq, len(so_far.samples)) <= last):  # untrusted, after its final, or out of order
+                self.stats.bump(sid, "partials_skipped")
+                return
+            self._partial_at[sid] = (so_far.seq, len(so_far.samples))
+            stable, unstable = self._agreement[sid].update(so_far.seq, done.result.transcript)
+            timings = {"audio_to_publish": (time.perf_counter() - so_far.closed_perf) * 1e3, **done.timings}
+            self._emit(partial_topic(sid), partial_message(so_far, done.result, stable, unstable, timings,
+                                                           published_at=time.time()))
+        self.stats.bump(sid, "partials")
 
     def _emit(self, topic: str, message: dict[str, Any]) -> None:
         with self._emit_lock:  # keeps sinks seeing messages in one order

@@ -1,10 +1,14 @@
-"""A bounded queue whose policy when full is explicit: drop the oldest item and say so."""
+"""A bounded queue whose policy when full is explicit: drop the oldest item and say so.
+
+Beside it, best-effort work (partial results, speculative finals) waits in one slot per key
+(stream): a newer offer replaces an older one, and ``get`` hands it out only when no queued
+item waits, so such work never delays a final."""
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -19,6 +23,7 @@ class DropOldestQueue(Generic[T]):
             raise ValueError(f"queue capacity must be at least 1, got {capacity}")
         self.capacity = capacity
         self._items: deque[T] = deque()
+        self._slots: dict[Any, Any] = {}  # key -> best-effort item, oldest offer first
         self._cond = threading.Condition()
         self.dropped = 0
         self.high_water = 0
@@ -44,12 +49,34 @@ class DropOldestQueue(Generic[T]):
             self.high_water = max(self.high_water, len(self._items))
             self._cond.notify_all()
 
-    def get(self, timeout: float | None = None) -> T | None:
-        """The oldest item, or None if nothing arrived within ``timeout`` seconds."""
+    def offer(self, key: Any, item: Any) -> Any | None:
+        """Best-effort work for ``key``; returns the offer it replaced (not started), if any."""
         with self._cond:
-            if not self._items:
+            replaced = self._slots.pop(key, None)
+            self._slots[key] = item
+            self._cond.notify()
+            return replaced
+
+    def withdraw(self, key: Any, item: Any) -> bool:
+        """Take back an offer that was not handed out yet; False when a worker already has it."""
+        with self._cond:
+            if self._slots.get(key) is item:
+                del self._slots[key]
+                return True
+            return False
+
+    def get(self, timeout: float | None = None) -> T | Any | None:
+        """The oldest queued item, else the oldest best-effort offer; None if nothing arrived
+        within ``timeout`` seconds."""
+        with self._cond:
+            if not self._items and not self._slots:
                 self._cond.wait(timeout)
-            item = self._items.popleft() if self._items else None
+            if self._items:
+                item = self._items.popleft()
+            elif self._slots:
+                item = self._slots.pop(next(iter(self._slots)))
+            else:
+                item = None
             self._cond.notify_all()  # a put_wait may be waiting for this room
             return item
 

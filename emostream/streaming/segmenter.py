@@ -14,6 +14,11 @@ silence cuts there. When speech resumes within ``turn_gap_ms`` of a close, the n
 the *turn so far* (from the first fragment's start, the pause included), so its result judges the
 whole sentence rather than a fragment, while the first fragment was still published without
 waiting. ``Utterance.turn_fragments`` says how many fragments it covers.
+
+Early work (``feed_events``): after ``speculate_silence_ms`` of trailing silence the segmenter
+announces an end candidate (the utterance as it would close now), so the final recognition can run
+during the rest of ``end_silence_ms``; speech resuming voids it. With ``partial_interval_s`` it also
+hands out the open utterance so far every that many seconds of new audio while speech goes on.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emostream.streaming.audio import SAMPLE_RATE
-from emostream.streaming.frames import AudioChunk, Utterance
+from emostream.streaming.frames import AudioChunk, SpeechEvent, Utterance
 from emostream.streaming.vad import VADConfig, VoiceActivity
 
 
@@ -42,6 +47,8 @@ class SegmenterConfig:
     energy_floor_dbfs: float = -65.0
     noise_margin_db: float = 1.5
     turn_gap_ms: int = 400  # speech resuming this soon after a close continues the turn (0: never)
+    speculate_silence_ms: int = 90  # trailing silence that announces an end candidate (0, or >= end_silence_ms: never)
+    partial_interval_s: float = 0.5  # open utterance handed out every this much new audio (0: never)
 
     def __post_init__(self) -> None:
         _ = self.vad  # VADConfig validates frame_ms, aggressiveness and the level gates
@@ -51,6 +58,8 @@ class SegmenterConfig:
             raise ValueError(f"end_silence_ms must be at least one frame ({self.frame_ms} ms), got {self.end_silence_ms}")
         if self.turn_gap_ms < 0:
             raise ValueError(f"turn_gap_ms must be non-negative, got {self.turn_gap_ms}")
+        if self.speculate_silence_ms < 0 or self.partial_interval_s < 0:
+            raise ValueError("speculate_silence_ms and partial_interval_s must be non-negative")
         if self.min_speech_ms < 0:
             raise ValueError(f"min_speech_ms must be non-negative, got {self.min_speech_ms}")
         if self.start_ms < self.frame_ms or self.pre_roll_ms < 0:
@@ -94,6 +103,11 @@ class Segmenter:
         self._turn_fragments = 0  # 0: no open turn
         self._turn_first_seq = 0
         self._since_close = 0
+        spec = c.speculate_silence_ms
+        self._spec_frames = max(1, spec // c.frame_ms) if 0 < spec < c.end_silence_ms else 0
+        self._candidate_out = False  # an end candidate was announced and not yet voided or closed
+        self._partial_samples = int(c.partial_interval_s * SAMPLE_RATE)
+        self._last_progress = 0  # samples of the open utterance when it was last handed out
         self.seq = 0
         self.stats = {"utterances": 0, "too_short": 0, "forced_cuts": 0, "turn_continuations": 0}
 
@@ -102,14 +116,19 @@ class Segmenter:
         return self._active is not None
 
     def feed(self, chunk: AudioChunk | np.ndarray) -> list[Utterance]:
+        return self._feed(chunk, early=False)  # type: ignore[return-value]
+
+    def feed_events(self, chunk: AudioChunk | np.ndarray) -> list[Utterance | SpeechEvent]:
+        """Closed utterances and the early events (end candidates, resumptions, progress), in order."""
+        return self._feed(chunk, early=True)
+
+    def _feed(self, chunk: AudioChunk | np.ndarray, early: bool) -> list[Utterance | SpeechEvent]:
         samples = chunk.samples if isinstance(chunk, AudioChunk) else np.asarray(chunk, np.float32)
         buf = np.concatenate([self._pending, samples]) if self._pending.size else samples
-        out: list[Utterance] = []
+        out: list[Utterance | SpeechEvent] = []
         whole = len(buf) - len(buf) % self._n
         for i in range(0, whole, self._n):
-            utt = self._step(buf[i:i + self._n])
-            if utt is not None:
-                out.append(utt)
+            out.extend(self._step(buf[i:i + self._n], early))
         self._pending = np.array(buf[whole:], dtype=np.float32)
         return out
 
@@ -123,6 +142,7 @@ class Segmenter:
                 self._turn.append(self._pending)
             self._pos += self._pending.size
             self._pending = np.zeros(0, np.float32)
+        self._candidate_out = False
         utt = self._close(forced=False)
         self._end_turn()
         return [utt] if utt is not None else []
@@ -130,7 +150,7 @@ class Segmenter:
     def _end_turn(self) -> None:
         self._turn, self._turn_fragments = [], 0
 
-    def _step(self, frame: np.ndarray) -> Utterance | None:
+    def _step(self, frame: np.ndarray, early: bool) -> list[Utterance | SpeechEvent]:
         voiced = self._is_voiced(frame)
         frame_start = self._pos
         self._pos += self._n
@@ -148,55 +168,86 @@ class Segmenter:
                 self._voiced = sum(v for _, v in self._ring)
                 self._silence_run = 0
                 self._ring.clear()
+                self._last_progress = 0
                 if not self._turn_fragments:
                     self._turn, self._turn_start = list(self._active), self._active_start
-            return None
+            return []
         self._active.append(frame)
+        events: list[Utterance | SpeechEvent] = []
         if voiced:
             self._voiced += 1
             self._silence_run = 0
+            if self._candidate_out:
+                self._candidate_out = False
+                events.append(SpeechEvent("resumed", self.stream_id, self.seq + 1))
         else:
             self._silence_run += 1
         if self._silence_run >= self._end_frames:
-            return self._close(forced=False)
+            self._candidate_out = False
+            utt = self._close(forced=False)
+            return events + ([utt] if utt is not None else [])
         if len(self._active) >= self._max_frames:
+            self._candidate_out = False
             utt = self._close(forced=True)
             self._active, self._active_start, self._voiced, self._silence_run = [], self._pos, 0, 0
             self._turn, self._turn_start, self._turn_fragments = [], self._pos, 0  # a cut turn starts afresh
-            return utt
-        return None
+            self._last_progress = 0
+            return events + ([utt] if utt is not None else [])
+        if not early:
+            return events
+        kept = self._voiced * self.config.frame_ms >= self.config.min_speech_ms  # would survive a close now
+        if kept and self._spec_frames and self._silence_run == self._spec_frames:
+            self._candidate_out = True
+            events.append(SpeechEvent("end_candidate", self.stream_id, self.seq + 1, self._assemble(False)))
+        n_active = len(self._active) * self._n
+        if (kept and self._partial_samples and voiced and n_active - self._last_progress >= self._partial_samples):
+            self._last_progress = n_active
+            events.append(SpeechEvent("progress", self.stream_id, self.seq + 1, self._assemble(False)))
+        return events
+
+    def _continues_turn(self, forced: bool) -> bool:
+        return bool(self._turn_fragments and not forced and self._gap_frames
+                    and sum(len(f) for f in self._turn) <= self.config.max_utterance_s * SAMPLE_RATE)
+
+    def _assemble(self, forced: bool) -> Utterance:
+        """The utterance a close now would give (the turn so far when it continues one); no state changes."""
+        seq = self.seq + 1
+        frames, start, fragments, first_seq = self._active, self._active_start, 1, seq
+        if self._continues_turn(forced):
+            frames, start = self._turn, self._turn_start  # the turn so far, pauses included
+            fragments, first_seq = self._turn_fragments + 1, self._turn_first_seq
+        samples = np.concatenate(frames).astype(np.float32)
+        return Utterance(stream_id=self.stream_id, seq=seq, start_s=start / SAMPLE_RATE,
+                         end_s=(start + len(samples)) / SAMPLE_RATE, samples=samples,
+                         closed_wall=time.time(), closed_perf=time.perf_counter(), forced_cut=forced,
+                         turn_fragments=fragments, turn_first_seq=first_seq)
 
     def _close(self, forced: bool) -> Utterance | None:
         frames, start, voiced = self._active or [], self._active_start, self._voiced
-        self._active = None
         self._voiced = 0
         self._silence_run = 0
         self._since_close = 0
         if not frames:  # the stream ended right after a forced cut
+            self._active = None
             return None
         if voiced * self.config.frame_ms < self.config.min_speech_ms:
+            self._active = None
             self.stats["too_short"] += 1
             return None
+        continues = self._continues_turn(forced)
+        utt = self._assemble(forced)
+        self._active = None
         self.seq += 1
-        fragments, first_seq = 1, self.seq
-        turn_samples = sum(len(f) for f in self._turn)
-        if (self._turn_fragments and not forced and self._gap_frames
-                and turn_samples <= self.config.max_utterance_s * SAMPLE_RATE):
-            frames, start = self._turn, self._turn_start  # the turn so far, pauses included
-            fragments, first_seq = self._turn_fragments + 1, self._turn_first_seq
+        if continues:
             self.stats["turn_continuations"] += 1
         elif self._gap_frames:
             self._turn, self._turn_start = list(frames), start  # this fragment opens a turn
-        self._turn_fragments, self._turn_first_seq = fragments, first_seq
+        self._turn_fragments, self._turn_first_seq = utt.turn_fragments, utt.turn_first_seq
         if not self._gap_frames:
             self._end_turn()
-        samples = np.concatenate(frames).astype(np.float32)
         self.stats["utterances"] += 1
         self.stats["forced_cuts"] += int(forced)
-        return Utterance(stream_id=self.stream_id, seq=self.seq, start_s=start / SAMPLE_RATE,
-                         end_s=(start + len(samples)) / SAMPLE_RATE, samples=samples,
-                         closed_wall=time.time(), closed_perf=time.perf_counter(), forced_cut=forced,
-                         turn_fragments=fragments, turn_first_seq=first_seq)
+        return utt
 
 
 def segment_all(waveform: np.ndarray, config: SegmenterConfig | None = None) -> list[Utterance]:

@@ -31,7 +31,8 @@ class LatencyWindow:
 class StreamStats:
     """Per-stream counts, updated from the source and worker threads."""
 
-    FIELDS = ("utterances", "published", "dropped", "failed")
+    FIELDS = ("utterances", "published", "dropped", "failed", "speculated", "speculation_discarded", "partials",
+              "partials_skipped")
 
     def __init__(self, stream_id: str, source: str) -> None:
         self.stream_id = stream_id

@@ -24,7 +24,7 @@ def test_summarize_quotes_median_and_tails():
 def tiny_results(tmp_path_factory, speech):
     out = tmp_path_factory.mktemp("bench")
     cfg = BenchConfig(out=out, threads=2, backends=("torch", "onnxruntime", "tensorrt"), utterances=2,
-                      ravdess_clips=1, warmup=1, repeats=2, max_streams=1, stream_sentences=2)
+                      ravdess_clips=1, warmup=1, repeats=2, max_streams=1, stream_sentences=2, live_repeats=1)
     return run_bench(cfg), out
 
 
@@ -44,6 +44,21 @@ def test_tiny_bench_writes_every_section(tiny_results):
     streams = saved["streams"]
     assert streams["runs"][0]["utterances"]["published"] == 2 and streams["runs"][0]["keeps_up"]
     assert streams["sequential_single_stream"]["concurrent_branches"] is False
+    assert streams["runs"][0]["partials"] is True
+    assert streams["partials_off"]["runs"][0]["partials"] is False
+    assert streams["partials_off"]["runs"][0]["utterances"]["partials"] == 0
+    live = saved["live"]
+    close = live["vad_close_to_publish_ms"]
+    assert set(close) == {"emostream", "asr_full_context"} and all(v["n"] >= 2 for v in close.values())
+    assert 0 <= live["emostream_over_full_context"]["median"] < 1  # a speculated final is out at the close
+    assert all(v["n"] >= 2 for v in live["speech_end_to_publish_ms"].values())
+    assert live["counts"]["asr_full_context"]["partials"] == 0 and live["counts"]["asr_full_context"]["speculated"] == 0
+    assert live["speculative_finals"]["used"] >= 1, "an idle machine speculates"
+    assert live["partials"]["published"] >= 1 and live["partials"]["onset_to_first_partial_ms"]["n"] >= 1
+    paths = live["asr_paths"]
+    assert set(paths) == {"real", "full"} and paths["real"]["n"] == len(saved["config"]["utterances"])
+    assert 0 <= paths["real"]["wer"] < 0.5
+    assert paths["real"]["loops_dropped_not_published"] == 0
     assert saved["memory"]["peak_rss_mb"] > 100
     for png in ("latency_cdf.png", "latency_vs_streams.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

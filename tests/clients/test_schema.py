@@ -32,7 +32,7 @@ def sample_message(seq: int = 1) -> dict:
 
 
 def test_schema_files_are_valid_and_match_the_label_set():
-    for sid in (schema.EMOTION_SCHEMA_ID, schema.STATUS_SCHEMA_ID):
+    for sid in (schema.EMOTION_SCHEMA_ID, schema.STATUS_SCHEMA_ID, schema.PARTIAL_SCHEMA_ID):
         s = schema.schema(sid)
         jsonschema = pytest.importorskip("jsonschema")
         jsonschema.Draft202012Validator.check_schema(s)
@@ -41,6 +41,8 @@ def test_schema_files_are_valid_and_match_the_label_set():
     assert emotion["properties"]["label"]["enum"] == list(LABELS)
     assert emotion["properties"]["probs"]["required"] == list(LABELS)
     assert set(COLOURS) == set(LABELS)
+    partial = schema.schema(schema.PARTIAL_SCHEMA_ID)
+    assert partial["properties"]["probs"] == emotion["properties"]["probs"]
 
 
 def test_built_message_validates_and_broken_ones_name_the_field():
@@ -135,3 +137,56 @@ def test_subscriber_events_say_which_fragments_a_turn_revises():
     old = sample_message(seq=5)
     del old["utterance"]["turn_fragments"], old["utterance"]["turn_first_seq"]  # a 1.0 publisher
     assert list(EmotionEvent.from_message("emotion.desk", old, 0.0).revises) == []
+
+
+def sample_partial(seq: int = 2, stable: str = "what a", unstable: str = "day") -> dict:
+    so_far = Utterance("desk", seq, 1.25, 2.75, np.zeros(24000, np.float32), time.time(), time.perf_counter())
+    probs = dict.fromkeys(LABELS, 0.1)
+    probs["neutral"] = 0.4
+    result = EmotionResult("neutral", 0.4, probs, 0.1, 0.0, "what a day", 0.8, {}, {})
+    return schema.partial_message(so_far, result, stable, unstable, {"audio_to_publish": 120.0, "asr": 80.0},
+                                  time.time())
+
+
+def test_partial_messages_validate_and_the_final_replaces_them_in_the_monitor():
+    import io
+
+    from rich.console import Console
+
+    from emostream.clients.monitor import Monitor
+    from emostream.clients.subscriber import PartialEvent
+
+    partial = validate(sample_partial())
+    assert partial["final"] is False and partial["transcript"] == "what a day" and partial["audio_s"] == 1.5
+    assert validate(sample_message(seq=1))["final"] is True
+    event = PartialEvent.from_message("partial.desk", partial, 0.0)
+    assert (event.stable, event.unstable, event.seq) == ("what a", "day", 2)
+    bad = copy.deepcopy(partial)
+    bad["final"] = True
+    with pytest.raises(MessageError, match="final"):
+        validate(bad)
+
+    console = Console(file=io.StringIO(), width=120)
+    monitor = Monitor("t", console=console)
+    monitor.emit("emotion.desk", sample_message(seq=1))
+    monitor.emit("partial.desk", partial)
+    console.print(monitor.render())
+    assert "speaking, 1.5 s so far" in console.file.getvalue() and "what a day" in console.file.getvalue()
+    monitor.emit("emotion.desk", sample_message(seq=2))
+    assert not monitor._partial and monitor._current["desk"]["seq"] == 2
+    assert [m["seq"] for m in monitor._history] == [2, 1]  # partials never enter the history
+
+
+def test_subscriber_yields_partials_only_when_asked(endpoint):
+    from emostream.clients.subscriber import EmotionEvent, PartialEvent
+
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.bind(endpoint)
+    with Subscriber(endpoint, timeout_s=1.0, partials=True) as both, Subscriber(endpoint, timeout_s=1.0) as finals:
+        time.sleep(0.3)
+        pub.send_multipart([b"partial.desk", json.dumps(sample_partial()).encode()])
+        pub.send_multipart([b"emotion.desk", json.dumps(sample_message(seq=2)).encode()])
+        got_both, got_finals = list(both), list(finals)
+    pub.close(0)
+    assert [type(e) for e in got_both] == [PartialEvent, EmotionEvent]
+    assert [type(e) for e in got_finals] == [EmotionEvent]

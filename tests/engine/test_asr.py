@@ -6,7 +6,7 @@ from emostream.engine.asr import ASRConfig, SpeechRecognizer, is_runaway, resolv
 
 @pytest.fixture(scope="module")
 def asr():
-    return SpeechRecognizer(ASRConfig(cpu_threads=2))
+    return SpeechRecognizer(ASRConfig(cpu_threads=2, context="full"))
 
 
 def test_transcribes_espeak_sentence(asr, speech):
@@ -77,3 +77,23 @@ def test_runaway_detector():
     assert not runaway("")
     with pytest.raises(ValueError, match="context"):
         ASRConfig(context="half")
+
+
+def test_a_full_window_loop_is_dropped_not_published(speech):
+    """A transcript that compresses beyond the threshold is a loop: dropped and flagged. A threshold
+    no real sentence stays under forces that path on real speech."""
+    strict = SpeechRecognizer(ASRConfig(cpu_threads=2, max_compression_ratio=0.1, context="full"))
+    t = strict.transcribe(speech["happy"])
+    assert t.runaway and t.text == "" and t.confidence == 0.0
+
+
+def test_partials_use_the_short_window_and_never_the_fallback(asr_real, speech):
+    """The first second of a sentence still being spoken is heard; an untrusted decode gives None
+    (the partial is skipped) instead of a 30 s decode; silence gives an empty transcript."""
+    first_second = speech["sad"][:16000]
+    t = asr_real.transcribe_partial(first_second)
+    assert t is not None and t.context == "real" and "miss" in t.text.lower(), t
+    capped = SpeechRecognizer(ASRConfig(cpu_threads=2, context="real", tokens_per_s=0.0, extra_tokens=1))
+    assert capped.transcribe_partial(speech["happy"]) is None
+    silent = asr_real.transcribe_partial(np.zeros(16000, np.float32))
+    assert silent is None or silent.text == ""

@@ -123,7 +123,7 @@ def test_slow_and_absent_subscribers_never_stall_the_pipeline(recognizer, dialog
     sub, events, thread = subscribe_all(endpoint, status=True)
     publisher = Publisher(endpoint, high_water_mark=1)
     pipeline = Pipeline(recognizer, [FileSource(dialogue.path, "x", realtime=False)], [],
-                        PipelineConfig(status_interval_s=0.05, max_pending=8), publisher=publisher)
+                        PipelineConfig(status_interval_s=0.01, max_pending=8), publisher=publisher)
     run_in_thread(pipeline)
     thread.join(10)
     sub.close()
@@ -223,3 +223,63 @@ def test_a_file_read_as_fast_as_possible_waits_instead_of_dropping(recognizer, d
                            PipelineConfig(max_pending=1)))
     final = [m for _, m in sink.messages if m["type"] == "status"][-1]["streams"]["f"]
     assert final["dropped"] == 0 and final["published"] == final["utterances"] == len(dialogue.sentences)
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip(",.?!").lower() for w in text.split()]
+
+
+def test_partials_then_a_speculative_final_over_zeromq(recognizer, dialogue, endpoint):
+    """Real-time file, partials every 0.5 s: schema-valid, in order, stable words never retracted,
+    every partial before its final, and finals ready at the close because recognition started early."""
+    from emostream.clients.subscriber import PartialEvent
+    from emostream.streaming.segmenter import SegmenterConfig
+
+    sub, events, thread = subscribe_all(endpoint, status=True, partials=True)
+    cfg = PipelineConfig(status_interval_s=0.5, segmenter=SegmenterConfig(partial_interval_s=0.5))
+    pipeline = Pipeline(recognizer, [FileSource(dialogue.path, "live", realtime=True)], [], cfg,
+                        publisher=Publisher(endpoint))
+    run_in_thread(pipeline)
+    thread.join(10)
+    sub.close()
+    finals = [e for e in events if isinstance(e, EmotionEvent)]
+    assert [e.seq for e in finals] == list(range(1, len(dialogue.sentences) + 1))
+    assert all(validate(e.message)["final"] is True for e in finals)
+    for final, (start, end) in zip(finals, dialogue.spans):
+        partials = [e for e in events if isinstance(e, PartialEvent) and e.seq == final.seq]
+        if end - start > 1.5:
+            assert partials, f"no partial while sentence {final.seq} ({end - start:.1f} s) was spoken"
+        assert all(events.index(p) < events.index(final) for p in partials), "a partial came after its final"
+        assert [p.audio_s for p in partials] == sorted(set(p.audio_s for p in partials))
+        for before, after in zip(partials, partials[1:]):
+            assert _words(after.stable)[:len(_words(before.stable))] == _words(before.stable), "stable words changed"
+        for p in partials:
+            validate(p.message)
+            assert p.topic == "partial.live" and p.message["final"] is False
+            assert p.transcript == " ".join(x for x in (p.stable, p.unstable) if x)
+            assert sum(p.probs.values()) == pytest.approx(1, abs=1e-3)
+    heard_early = [e for e in finals if e.message["speculated"]]
+    assert heard_early, "an idle worker should have started every final at the end candidate"
+    assert all(e.timings_ms["head_start"] > 0 for e in heard_early)
+    counts = [e for e in events if isinstance(e, StatusEvent)][-1].streams["live"]
+    assert counts["speculated"] == len(heard_early) and counts["published"] == len(finals)
+    assert counts["partials"] == sum(isinstance(e, PartialEvent) for e in events)
+
+
+def test_a_speculative_final_is_discarded_when_speech_resumes(recognizer, speech, tmp_path):
+    """A 200 ms pause announces an end candidate (after 90 ms) but does not close (300 ms): the work
+    started on the first half is thrown away and the final covers both halves."""
+    from emostream.streaming.segmenter import SegmenterConfig
+
+    gap = np.zeros(int(0.2 * 16000), np.float32)
+    audio = np.concatenate([np.zeros(8000, np.float32), speech["happy"], gap, speech["sad"], np.zeros(16000, np.float32)])
+    sf.write(tmp_path / "pause.wav", audio, 16000)
+    sink = Collect()
+    cfg = PipelineConfig(segmenter=SegmenterConfig(speculate_silence_ms=90, end_silence_ms=300, partial_interval_s=0))
+    run_in_thread(Pipeline(recognizer, [FileSource(tmp_path / "pause.wav", "p", realtime=True)], [sink], cfg))
+    finals = [m for _, m in sink.messages if m["type"] == "emotion"]
+    status = [m for _, m in sink.messages if m["type"] == "status"][-1]["streams"]["p"]
+    assert status["speculation_discarded"] >= 1
+    last = finals[-1]
+    assert last["utterance"]["end_s"] > 0.5 + (len(speech["happy"]) + len(gap)) / 16000, "the final spans the pause"
+    assert status["published"] == len(finals) and not any(m["type"] == "partial" for _, m in sink.messages)

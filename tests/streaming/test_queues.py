@@ -25,3 +25,21 @@ def test_put_wait_blocks_until_there_is_room_and_drops_nothing():
     threading.Timer(0.2, q.get, args=(0,)).start()  # frees the slot a little later
     q.put_wait(2)  # returns only then
     assert q.get(0) == 2 and q.dropped == 0
+
+
+def test_best_effort_offers_wait_behind_queued_items_and_replace_each_other():
+    q: DropOldestQueue[str] = DropOldestQueue(2)
+    assert q.offer("a", "partial-a1") is None
+    assert q.offer("a", "partial-a2") == "partial-a1"  # a newer offer for the same stream replaces it
+    q.offer("b", "spec-b")
+    q.put("final")
+    assert len(q) == 1  # offers are not queued items (status depth, drops)
+    assert [q.get(0), q.get(0)] == ["final", "partial-a2"]  # finals first, then the oldest offer
+    assert q.withdraw("b", "other") is False and q.withdraw("b", "spec-b") is True
+    assert q.get(0) is None and q.dropped == 0
+
+
+def test_an_offer_wakes_a_waiting_worker():
+    q: DropOldestQueue[str] = DropOldestQueue(1)
+    threading.Timer(0.05, q.offer, args=("s", "partial")).start()
+    assert q.get(timeout=5) == "partial"

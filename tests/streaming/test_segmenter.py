@@ -149,3 +149,53 @@ def test_a_sentence_cut_at_a_short_pause_is_judged_as_one_turn(speech):
     apart = np.concatenate([lead, trim(first), np.zeros(int(1.5 * 16000), np.float32), trim(second), lead])
     far, _ = segment(apart)
     assert [u.turn_fragments for u in far] == [1, 1], "a long pause starts a new turn"
+
+
+def events(audio: np.ndarray, config: SegmenterConfig, chunk: int = 480):
+    seg = Segmenter("t", config)
+    out = []
+    for i in range(0, len(audio), chunk):
+        out += seg.feed_events(audio[i:i + chunk])
+    return out + seg.flush()
+
+
+def test_end_candidates_precede_each_close_and_early_events_change_no_cut(dialogue):
+    from emostream.streaming.frames import SpeechEvent, Utterance
+
+    cfg = SegmenterConfig(speculate_silence_ms=90, partial_interval_s=0.5)
+    got = events(dialogue.audio, cfg)
+    finals = [u for u in got if isinstance(u, Utterance)]
+    plain, _ = segment(dialogue.audio, SegmenterConfig(speculate_silence_ms=0))
+    assert [(u.start_s, u.end_s) for u in finals] == [(u.start_s, u.end_s) for u in plain]
+    for final in finals:
+        before = got[:got.index(final)]
+        last = [e for e in before if isinstance(e, SpeechEvent) and e.seq == final.seq and e.kind != "progress"][-1]
+        assert last.kind == "end_candidate", "the close follows a candidate that speech did not void"
+        cand = last.utterance
+        assert cand.seq == final.seq and cand.start_s == final.start_s
+        assert final.end_s - cand.end_s == pytest.approx((cfg.end_silence_ms - cfg.speculate_silence_ms) / 1000)
+        np.testing.assert_array_equal(cand.samples, final.samples[:len(cand.samples)])
+        progress = [e.utterance for e in before if isinstance(e, SpeechEvent) and e.kind == "progress" and e.seq == final.seq]
+        assert progress, "a sentence longer than the interval is handed out while it is spoken"
+        lengths = [len(p.samples) for p in progress]
+        assert lengths == sorted(lengths) and lengths[0] >= 0.5 * 16000
+        assert np.all(np.diff(lengths) >= 0.5 * 16000)
+        np.testing.assert_array_equal(progress[-1].samples, final.samples[:lengths[-1]])
+
+
+def test_speech_resuming_after_a_short_pause_voids_the_candidate(speech):
+    from emostream.streaming.frames import SpeechEvent, Utterance
+
+    pause = np.zeros(int(0.2 * 16000), np.float32)  # longer than the 90 ms candidate, shorter than the 300 ms close
+    audio = np.concatenate([np.zeros(8000, np.float32), speech["happy"], pause, speech["happy"], np.zeros(16000, np.float32)])
+    got = events(audio, SegmenterConfig(speculate_silence_ms=90, end_silence_ms=300))
+    kinds = [e.kind if isinstance(e, SpeechEvent) else "final" for e in got]
+    assert "resumed" in kinds
+    i = kinds.index("resumed")
+    assert kinds[i - 1] == "end_candidate" and got[i].seq == got[i - 1].seq
+    assert kinds[-2:] == ["end_candidate", "final"]
+    voided = got[i - 1].utterance
+    final = next(e for e in got[i:] if isinstance(e, Utterance))
+    assert final.seq == voided.seq and final.end_s > voided.end_s + 1.0, "the utterance went on past the pause"
+    plain, _ = segment(audio, SegmenterConfig(speculate_silence_ms=0, end_silence_ms=300))
+    assert [(u.start_s, u.end_s) for u in got if isinstance(u, Utterance)] == [(u.start_s, u.end_s) for u in plain]

@@ -114,7 +114,8 @@ def run_robust_training(cfg) -> dict:
 
     # ASR of the sets the fusion sees; spoken MELD lines (emotional words)
     t = time.time()
-    asr = SpeechRecognizer(ASRConfig(cpu_threads=max(1, torch.get_num_threads())))
+    # the cached transcripts and the shipped fusion come from the full window (see README, ASR context)
+    asr = SpeechRecognizer(ASRConfig(cpu_threads=max(1, torch.get_num_threads()), context="full"))
     fused_sets = {c.name: RobustSet(c.name, c) for c in EVAL_CONDITIONS if c.name in FUSED_CONDITIONS}
     fused_sets["train copy 1"] = RobustSet("train copy 1", None, 1)
     text = {name: _text_outputs(text_encoder, text_head,

@@ -117,7 +117,7 @@ def run_training(cfg: TrainConfig) -> dict:
     low = [compute_low_states(base, m, tuned_from, "Whisper frozen layers") for m in (mels[:1] if probe else mels)]
 
     # 3. union set: espeak-ng MELD lines + ASR transcripts of everything
-    asr = SpeechRecognizer(ASRConfig(cpu_threads=2))
+    asr = SpeechRecognizer(ASRConfig(cpu_threads=2, context="full"))  # as the cached transcripts were made
     spoken = {"train": spoken_meld("dev", cfg.union_train_lines, cfg.seed),
               "test": spoken_meld("test", cfg.union_test_lines, cfg.seed + 1)}
     spoken_waves = {k: synthesize(v) for k, v in spoken.items()}
