@@ -64,7 +64,8 @@ def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concu
     final = [m for m in sink.messages if m["type"] == "status"][-1]
     totals = {k: sum(st[k] for st in final["streams"].values())
               for k in ("utterances", "published", "dropped", "failed", "speculated", "partials", "partials_skipped")}
-    timings = {k: [m["timings_ms"][k] for m in emotions] for k in (emotions[0]["timings_ms"] if emotions else {})}
+    stages = dict.fromkeys(k for m in emotions for k in m["timings_ms"])  # head_start: speculated finals only
+    timings = {k: [m["timings_ms"][k] for m in emotions if k in m["timings_ms"]] for k in stages}
     queue_wait = summarize(timings.get("queue_wait", []))
     keeps_up = (totals["dropped"] == 0 and totals["failed"] == 0 and totals["published"] > 0
                 and queue_wait.get("p95", 0) < KEEP_UP_QUEUE_WAIT_P95_MS)

@@ -9,12 +9,14 @@ file read with ``--fast``) wait for room instead: nothing is gained by dropping 
 on Ctrl-C) makes sources close their open utterance; the workers finish what is queued, publish
 it, then sinks are closed.
 
-Early work, never at the cost of a final (see ``queues``): when the segmenter announces an end
+Early work, taken only by a worker with nothing else to do (see ``queues``), so a final waits at most
+for the one early recognition already running: when the segmenter announces an end
 candidate and a worker is free, the final recognition starts then; if the VAD closes with no new
 speech its result is published at once (``speculated``), if speech resumes it is thrown away. While
 an utterance is open, its audio so far is recognized every ``partial_interval_s`` and published on
 ``partial.<stream_id>`` with a LocalAgreement-2 stable prefix. A stream's partials for an utterance
-are published in order and never after its final.
+are published in order and only until the VAD closes it (so before its final, even one that is
+dropped or fails).
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ class Pipeline:
         self._emit_lock = threading.RLock()
         self._jobs_lock = threading.Lock()
         self._speculations: dict[str, _EarlyJob] = {}
-        self._final_seq: dict[str, int] = {}  # last final published per stream (partials never follow it)
+        self._closed_seq: dict[str, int] = {}  # last utterance the VAD closed per stream (its partials are over)
         self._partial_at: dict[str, tuple[int, int]] = {}  # (seq, samples) of the last partial per stream
         self._agreement = {s.stream_id: LocalAgreement() for s in self.sources}
         self._status_seq = 0
@@ -162,9 +164,15 @@ class Pipeline:
 
     # --- threads --------------------------------------------------------------------------------
     def _enqueue(self, utterance: Utterance, live: bool = True) -> None:
-        self.stats.bump(utterance.stream_id, "utterances")
-        if self._adopt_speculation(utterance):
-            return
+        sid = utterance.stream_id
+        self.stats.bump(sid, "utterances")
+        with self._emit_lock:  # from now on no partial of this seq is published, even if the final is dropped
+            self._closed_seq[sid] = max(utterance.seq, self._closed_seq.get(sid, 0))
+        try:
+            if self._adopt_speculation(utterance):
+                return
+        except Exception:  # never lose the final to a bug in the early path: recognize it again
+            log.exception("speculative result for %s#%d not used", sid, utterance.seq)
         if not live:
             self.queue.put_wait(utterance)
             return
@@ -235,7 +243,10 @@ class Pipeline:
         """The VAD closed: True when a speculation on this utterance publishes it (now or when done)."""
         with self._jobs_lock:
             job = self._speculations.get(utterance.stream_id)
-            if job is None or job.utterance.seq != utterance.seq or job.state in ("pending", "discarded"):
+            cand = job.utterance if job is not None else None
+            same = (cand is not None and cand.seq == utterance.seq and cand.start_s == utterance.start_s
+                    and cand.turn_fragments == utterance.turn_fragments and len(cand.samples) <= len(utterance.samples))
+            if not same or job.state in ("pending", "discarded"):  # e.g. a turn that outgrew max_utterance_s
                 self._void_speculation_locked(utterance.stream_id)
                 return False
             del self._speculations[utterance.stream_id]
@@ -244,23 +255,31 @@ class Pipeline:
                 return True
             outcome = job.outcome
         if outcome is None:
+            self.stats.bump(utterance.stream_id, "speculation_discarded")  # it failed: recognized again
             return False
         self._publish_final(utterance, outcome, speculated=True)
         return True
 
     def _run_early(self, job: _EarlyJob, sec_pool: ThreadPoolExecutor) -> None:
+        sid = job.utterance.stream_id
+        if job.kind == "partial" and job.utterance.seq <= self._closed_seq.get(sid, 0):
+            self.stats.bump(sid, "partials_skipped")  # its utterance closed while it waited: the final is next
+            return
         with self._jobs_lock:
             if job.state != "pending":
                 return
             job.state = "running"
-        sid = job.utterance.stream_id
         try:
             outcome = self.recognize(job.utterance.samples, sec_pool, partial=job.kind == "partial")
         except Exception as exc:  # the final is recognized again on its own; a partial is skipped
             log.debug("early %s work on %s#%d failed: %s", job.kind, sid, job.utterance.seq, exc)
             outcome = None
         if job.kind == "partial":
-            self._publish_partial(job.utterance, outcome)
+            try:
+                self._publish_partial(job.utterance, outcome)
+            except Exception:
+                self.stats.bump(sid, "partials_skipped")
+                log.exception("partial %s#%d not published", sid, job.utterance.seq)
             return
         with self._jobs_lock:
             final = job.final
@@ -268,10 +287,15 @@ class Pipeline:
                 if job.state == "running":
                     job.outcome, job.state = outcome, "done"
                 return
-        if outcome is not None:
-            self._publish_final(final, outcome, speculated=True)
-        else:
+        if outcome is None:
+            self.stats.bump(sid, "speculation_discarded")  # it failed: recognized again
             self._process_final(final, sec_pool)
+            return
+        try:
+            self._publish_final(final, outcome, speculated=True)
+        except Exception:
+            self.stats.bump(sid, "failed")
+            log.exception("utterance %s#%d failed", sid, final.seq)
 
     def _run_worker(self) -> None:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sec") as sec_pool:
@@ -352,7 +376,6 @@ class Pipeline:
             timings["vad_close_to_publish"] = (time.perf_counter() - utterance.closed_perf) * 1e3
             message = emotion_message(utterance, done.result, timings, published_at=time.time(),
                                       asr_context=done.asr_context, speculated=speculated)
-            self._final_seq[utterance.stream_id] = max(utterance.seq, self._final_seq.get(utterance.stream_id, 0))
             self._emit(emotion_topic(utterance.stream_id), message)
         self.stats.bump(utterance.stream_id, "published")
         if speculated:
@@ -364,7 +387,7 @@ class Pipeline:
         sid = so_far.stream_id
         with self._emit_lock:
             last = self._partial_at.get(sid, (0, 0))
-            if (done is None or so_far.seq <= self._final_seq.get(sid, 0)
+            if (done is None or so_far.seq <= self._closed_seq.get(sid, 0)
                     or (so_far.seq, len(so_far.samples)) <= last):  # untrusted, after its final, or out of order
                 self.stats.bump(sid, "partials_skipped")
                 return

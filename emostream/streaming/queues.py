@@ -2,7 +2,7 @@
 
 Beside it, best-effort work (partial results, speculative finals) waits in one slot per key
 (stream): a newer offer replaces an older one, and ``get`` hands it out only when no queued
-item waits, so such work never delays a final."""
+item waits: a final waits at most for the one best-effort item a worker already took."""
 
 from __future__ import annotations
 
