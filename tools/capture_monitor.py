@@ -2,6 +2,7 @@
 
     emostream listen --jsonl desk.jsonl          # talk, then Ctrl-C
     python tools/capture_monitor.py desk.jsonl --svg docs/monitor.svg
+    python tools/capture_monitor.py desk.jsonl --lines 40   # the view after the log's first 40 events
 
 Uses the monitor's own drawing code on the logged messages, so the picture is what the live view
 showed after the last event.
@@ -25,10 +26,11 @@ def main() -> None:
     parser.add_argument("--title", default="microphone 1: default → tcp://127.0.0.1:5556")
     parser.add_argument("--width", type=int, default=110)
     parser.add_argument("--svg", type=Path, default=None)
+    parser.add_argument("--lines", type=int, default=None, help="draw the view after this many events (e.g. mid-sentence)")
     args = parser.parse_args()
     console = Console(record=True, width=args.width, force_terminal=True, color_system="truecolor", file=io.StringIO())
     monitor = Monitor(args.title, console=console)
-    for line in args.jsonl.read_text().splitlines():
+    for line in args.jsonl.read_text().splitlines()[:args.lines]:
         message = json.loads(line)
         monitor.emit(message.pop("topic"), message)
     console.print(monitor.render())
