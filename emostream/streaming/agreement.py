@@ -41,6 +41,6 @@ class LocalAgreement:
         if self._previous is not None:
             agreed = _common_prefix(self._previous, words)
             if agreed > len(self.stable) and _common_prefix(self.stable, words) == len(self.stable):
-                self.stable = words[:agreed]
+                self.stable = self.stable + words[len(self.stable):agreed]  # earlier stable words keep their text
         self._previous = words
         return " ".join(self.stable), " ".join(words[len(self.stable):])

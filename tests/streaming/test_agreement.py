@@ -20,3 +20,10 @@ def test_punctuation_and_case_do_not_block_agreement_and_a_new_utterance_starts_
     la.update(3, "Dogs are sitting.")
     assert la.update(3, "dogs are sitting, by") == ("dogs are sitting,", "by")
     assert la.update(4, "Hello") == ("", "Hello")
+
+
+def test_stable_words_keep_their_first_spelling():
+    la = LocalAgreement()
+    la.update(1, "Hey, Phoebe check")
+    assert la.update(1, "Hey, Phoebe check this") == ("Hey, Phoebe check", "this")
+    assert la.update(1, "hey Phoebe, check this out") == ("Hey, Phoebe check this", "out")
