@@ -28,6 +28,14 @@ def _summary(status: dict) -> str:
     return "; ".join(parts)
 
 
+def _fail(message: str, *opened) -> int:
+    """A clear one-line error, everything opened so far closed, exit status 2."""
+    stderr(message)
+    for resource in opened:
+        resource.close()
+    return 2
+
+
 def run_listen(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -63,10 +71,7 @@ def run_listen(args: argparse.Namespace) -> int:
             sinks.append(JsonlSink(args.jsonl))
         publisher = Publisher(args.publish)
     except (OSError, PublisherError) as exc:
-        stderr(str(exc))
-        for s in sinks:
-            s.close()
-        return 2
+        return _fail(str(exc), *sinks)
 
     try:
         for spec in specs:  # then the inputs, before the slow model load: unknown device, unreadable file, bad rate
@@ -75,10 +80,7 @@ def run_listen(args: argparse.Namespace) -> int:
             else:
                 sources[spec.stream_id] = open_source(spec, opts)
     except SourceError as exc:
-        stderr(str(exc))
-        for s in list(sources.values()) + sinks + [publisher]:
-            s.close()
-        return 2
+        return _fail(str(exc), *sources.values(), *sinks, publisher)
 
     console = Console()
     live_view = not args.quiet and console.is_terminal
@@ -94,10 +96,7 @@ def run_listen(args: argparse.Namespace) -> int:
                                     fusion=args.fusion)
             warm_up(recognizer)
     except (BundleError, FileNotFoundError, RuntimeError, OSError, ValueError) as exc:
-        stderr(f"cannot load the models: {exc}")
-        for s in list(sources.values()) + sinks + [publisher]:
-            s.close()
-        return 2
+        return _fail(f"cannot load the models: {exc}", *sources.values(), *sinks, publisher)
     try:  # from here on the ASR model must be freed before the interpreter exits (see Recognizer.close)
         return _start(args, specs, opts, sources, sinks, publisher, recognizer, console, live_view, config)
     finally:
@@ -113,10 +112,7 @@ def _start(args, specs, opts, sources, sinks, publisher, recognizer, console, li
             if spec.kind == "microphone":
                 sources[spec.stream_id] = open_source(spec, opts)
     except SourceError as exc:
-        stderr(str(exc))
-        for s in list(sources.values()) + sinks + [publisher]:
-            s.close()
-        return 2
+        return _fail(str(exc), *sources.values(), *sinks, publisher)
     ordered = [sources[s.stream_id] for s in specs]
 
     monitor = None
