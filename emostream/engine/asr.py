@@ -7,8 +7,8 @@ decoder was unsure (the same rule Whisper uses to skip silent windows).
 Context: faster-whisper pads every utterance to a 30 s window, so the encoder does 10-15x the work
 a short utterance needs. ``context="real"`` decodes the utterance plus a margin of zero *audio*
 through CTranslate2 directly (it accepts fewer than 3000 frames), padded with zeros to at least
-``min_window_s``: with only a 2.56 s margin, 40 % of RAVDESS sentences looped, with a 10 s window none
-did (tools/asr_context_wer.py). A shortened context can still make the
+``min_window_s``: with only a 2.56 s margin, 42 % of RAVDESS sentences looped, with a 10 s window none
+did (tools/asr_window_study.py). A shortened context can still make the
 decoder repeat itself until the token cap, so that path caps tokens by duration and treats a cap
 hit, a high compression ratio or a phrase repeated back to back as a runaway: that utterance is
 decoded again with the full window, and a runaway is never returned. So is an utterance the short
