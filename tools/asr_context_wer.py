@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
@@ -29,17 +28,14 @@ from tqdm import tqdm
 from emostream.engine.asr import CONTEXTS, ASRConfig
 from emostream.engine.recognizer import Recognizer
 from emostream.engine.training.corpora import ravdess_clips
-from emostream.engine.training.metrics import scores
+from emostream.engine.training.metrics import scores, wer_words
 from emostream.engine.training.train import TrainConfig
 from emostream.engine.training.union import (NEURAL_TEST_VOICES, neural_meld, ravdess_waveforms, spoken_meld,
                                              synthesize, synthesize_neural)
 from emostream.streaming.segmenter import trim_to_speech
 
-SENTENCES = {1: "kids are talking by the door", 2: "dogs are sitting by the door"}
 
 
-def words(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z' ]", " ", text.lower()).split())
 
 
 def normalized(text: str) -> str:
@@ -58,7 +54,7 @@ def reference_sets(kokoro: bool) -> dict[str, tuple[list[np.ndarray], list[str],
     meld = spoken_meld("test", cfg.union_test_lines, cfg.seed + 1)
     bench = bench_utterances(len(BENCH))
     sets = {
-        "ravdess": (ravdess_waveforms(clips), [SENTENCES[c.statement] for c in clips], [c.label_index for c in clips]),
+        "ravdess": (ravdess_waveforms(clips), [c.sentence for c in clips], [c.label_index for c in clips]),
         "bench": ([u.samples for u in bench], list(BENCH), None),
         "espeak_meld": (synthesize(meld), [s.line.text for s in meld], [s.line.label_index for s in meld]),
     }
@@ -101,7 +97,7 @@ def main() -> None:
                 dropped += r.runaway
                 if labels is not None:
                     preds.append(int(np.argmax(rec.fuse(s, rec.text(r.text), r.confidence)[0])))
-            row = {"n": len(waves), "wer": wer(refs, texts, words), "wer_normalized": wer(refs, texts, normalized),
+            row = {"n": len(waves), "wer": wer(refs, texts, wer_words), "wer_normalized": wer(refs, texts, normalized),
                    "median_ms": round(1000 * float(np.median(times))), "p95_ms": round(1000 * float(np.percentile(times, 95))),
                    "short_window_not_trusted": sum(u == "real->full" for u in used),
                    "loops_dropped": dropped}

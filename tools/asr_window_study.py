@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import time
 
 import ctranslate2
@@ -24,10 +23,10 @@ from faster_whisper.transcribe import get_compression_ratio
 
 from emostream.engine.asr import MAX_NEW_TOKENS, SAMPLE_RATE, ASRConfig, SpeechRecognizer, is_runaway
 from emostream.engine.training.corpora import ravdess_clips
+from emostream.engine.training.metrics import wer_words
 from emostream.engine.training.union import ravdess_waveforms, spoken_meld, synthesize
 from emostream.streaming.segmenter import trim_to_speech
 
-SENTENCES = {1: "kids are talking by the door", 2: "dogs are sitting by the door"}
 VARIANTS = {
     "margin 1.28 s": {"margin": 1.28}, "margin 2.56 s": {}, "margin 5.12 s": {"margin": 5.12},
     "margin 8 s": {"margin": 8.0}, "window >= 10 s": {"floor": 10.0},
@@ -37,8 +36,6 @@ VARIANTS = {
 }
 
 
-def words(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z' ]", " ", text.lower()).split())
 
 
 def decode(asr: SpeechRecognizer, wave: np.ndarray, margin: float = 2.56, floor: float = 0.0, beam: int = 1,
@@ -76,8 +73,8 @@ def main() -> None:
         parser.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
     clips = ravdess_clips()[::10]
     lines = spoken_meld("test", 120, 5)
-    sets = {"ravdess": ([trim_to_speech(w)[0] for w in ravdess_waveforms(clips)], [SENTENCES[c.statement] for c in clips]),
-            "espeak": ([trim_to_speech(w)[0] for w in synthesize(lines)], [words(i.line.text) for i in lines])}
+    sets = {"ravdess": ([trim_to_speech(w)[0] for w in ravdess_waveforms(clips)], [wer_words(c.sentence) for c in clips]),
+            "espeak": ([trim_to_speech(w)[0] for w in synthesize(lines)], [wer_words(i.line.text) for i in lines])}
     asr = SpeechRecognizer(ASRConfig(cpu_threads=args.threads))
     out = {}
     for name in args.variants or list(VARIANTS):
@@ -87,7 +84,7 @@ def main() -> None:
                 t = time.perf_counter()
                 text, reason = decode(asr, w, **VARIANTS[name])
                 times.append(time.perf_counter() - t)
-                hyps.append(words(text))
+                hyps.append(wer_words(text))
                 why.append(reason)
             keep = [i for i, r in enumerate(refs) if r]
             row = {"n": len(waves), "wer_raw": round(jiwer.wer([refs[i] for i in keep], [hyps[i] for i in keep]), 3),

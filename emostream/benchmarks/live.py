@@ -12,7 +12,6 @@ Clocks: ``vad_close_to_publish`` starts when the VAD closes the utterance (as in
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -114,14 +113,11 @@ def run_path(recognizer, utts: list[BenchUtterance], endpoint: str, segmenter) -
     return out
 
 
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^a-z' ]", " ", text.lower()).split()
-
-
 def asr_paths(recognizer, utts: list[BenchUtterance], references: dict[str, str]) -> dict:
     """WER, short-window fall-backs and loops of each ASR path on the bench utterances with known words."""
     import jiwer
 
+    from emostream.engine.training.metrics import wer_words
     from emostream.streaming.segmenter import trim_to_speech
 
     out = {}
@@ -131,10 +127,10 @@ def asr_paths(recognizer, utts: list[BenchUtterance], references: dict[str, str]
         hyps, fell_back, loops = [], 0, 0
         for u in known:
             t = asr.transcribe(trim_to_speech(u.samples)[0])
-            hyps.append(" ".join(_words(t.text)))
+            hyps.append(wer_words(t.text))
             fell_back += t.context == "real->full"
             loops += t.runaway
-        out[context] = {"n": len(known), "wer": round(jiwer.wer([" ".join(_words(references[u.name])) for u in known],
+        out[context] = {"n": len(known), "wer": round(jiwer.wer([wer_words(references[u.name]) for u in known],
                                                                 hyps), 4) if known else None,
                         "short_window_not_trusted_before_fallback": fell_back, "loops_dropped_not_published": loops}
     return out

@@ -59,14 +59,14 @@ def _say(msg: str) -> None:
 def references(utts) -> dict[str, str]:
     """The words of each bench utterance: the espeak-ng sentence, or RAVDESS's statement (5th field)."""
     from emostream.benchmarks.utterances import SENTENCES
+    from emostream.engine.training.corpora import RAVDESS_STATEMENTS
 
-    ravdess = {"01": "Kids are talking by the door.", "02": "Dogs are sitting by the door."}
     out = {}
     for i, u in enumerate(utts):
         if u.name.startswith("espeak-"):
             out[u.name] = SENTENCES[int(u.name.split("-")[1])]
         elif u.name.startswith("ravdess-") and len(u.name.split("-")) >= 6:
-            out[u.name] = ravdess.get(u.name.split("-")[5], "")
+            out[u.name] = RAVDESS_STATEMENTS.get(int(u.name.split("-")[5]), "")
     return {k: v for k, v in out.items() if v}
 
 

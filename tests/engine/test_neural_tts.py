@@ -5,7 +5,6 @@ model-part packages), espeak-ng and the kokoro-js voices (`python -m emostream.e
 are present.
 """
 
-import re
 
 import numpy as np
 import pytest
@@ -91,12 +90,10 @@ def test_long_text_is_spoken_in_chunks(tts):
 def test_asr_hears_the_words(waves):
     jiwer = pytest.importorskip("jiwer")
     from emostream.engine.asr import ASRConfig, SpeechRecognizer
+    from emostream.engine.training.metrics import wer_words as norm
 
     asr = SpeechRecognizer(ASRConfig(cpu_threads=1))
     try:
-        def norm(s: str) -> str:
-            return " ".join(re.sub(r"[^a-z' ]", " ", s.lower()).split())
-
         for voice in VOICES:
             heard = asr.transcribe(waves[voice, LINE]).text
             assert jiwer.wer(norm(LINE), norm(heard)) < 0.35, (voice, heard)

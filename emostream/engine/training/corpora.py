@@ -18,6 +18,9 @@ def shared_data_dir() -> Path:
     return Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
+RAVDESS_STATEMENTS = {1: "Kids are talking by the door.", 2: "Dogs are sitting by the door."}
+
+
 @dataclass(frozen=True)
 class RavdessClip:
     path: Path
@@ -29,6 +32,10 @@ class RavdessClip:
     @property
     def label_index(self) -> int:
         return LABEL_INDEX[self.label]
+
+    @property
+    def sentence(self) -> str:
+        return RAVDESS_STATEMENTS[self.statement]
 
 
 def ravdess_clips(root: Path | None = None) -> list[RavdessClip]:

@@ -1,6 +1,9 @@
-"""The metrics every report uses: UA (mean per-class recall), WA (accuracy), weighted F1, confusion."""
+"""The metrics every report uses: UA (mean per-class recall), WA (accuracy), weighted F1, confusion;
+and the word form WER is computed on."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
@@ -29,3 +32,8 @@ def summarize_folds(folds: list[dict[str, float]]) -> dict[str, float]:
         out[f"{key}_mean"] = float(values.mean())
         out[f"{key}_std"] = float(values.std())
     return out
+
+
+def wer_words(text: str) -> str:
+    """Lower-cased words with punctuation removed (apostrophes kept): the text jiwer's WER compares."""
+    return " ".join(re.sub(r"[^a-z' ]", " ", text.lower()).split())
