@@ -96,6 +96,50 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
                         "`emostream search` (its fusion-searched.json). See README 'Fusion search'.")
 
 
+def _nats_flags(p: argparse.ArgumentParser, edge: bool = False) -> None:
+    g = p.add_argument_group("NATS (cluster mode; README 'Cluster')")
+    default = os.environ.get("EMOSTREAM_NATS_URL", "nats://127.0.0.1:4222")
+    if edge:
+        g.add_argument("--nats", default=None, metavar="URL",
+                       help="edge mode: segment here, send utterances to `emostream worker`s on this NATS server "
+                            "(JetStream), and show/publish the results that come back; no models load here")
+    else:
+        g.add_argument("--nats", default=default, metavar="URL",
+                       help="NATS server(s), comma-separated; tls:// for TLS (default %(default)s, or $EMOSTREAM_NATS_URL)")
+    g.add_argument("--nats-token", default=None, help="NATS auth token (or $EMOSTREAM_NATS_TOKEN)")
+    g.add_argument("--nats-user", default=None, help="NATS user (password: --nats-password or $EMOSTREAM_NATS_PASSWORD)")
+    g.add_argument("--nats-password", default=None, help=argparse.SUPPRESS)
+    g.add_argument("--nats-creds", default=None, metavar="FILE", help="NATS credentials file (JWT + nkey)")
+    g.add_argument("--nats-tls-ca", default=None, metavar="FILE", help="CA bundle for a tls:// NATS server")
+    g.add_argument("--nats-connect-timeout", type=float, default=5.0, metavar="S",
+                   help="give up if the server cannot be reached at start within S seconds (default %(default)s; "
+                        "once connected, a lost server is reconnected forever)")
+    from emostream.cluster.wire import BusConfig
+
+    b = BusConfig()
+    g.add_argument("--ack-wait", type=float, default=b.ack_wait_s, metavar="S",
+                   help="an utterance a worker took and did not finish (it died) goes to another worker after S "
+                        "seconds (default %(default)s)")
+    g.add_argument("--max-deliver", type=int, default=b.max_deliver, metavar="N",
+                   help="attempts per utterance before it is counted failed (default %(default)s)")
+    g.add_argument("--max-lag", type=float, default=b.max_lag_s, metavar="S",
+                   help="drop (and count) an utterance still waiting for a worker S seconds after it ended, so "
+                        "an overloaded cluster answers the present (default %(default)s)")
+    g.add_argument("--backlog", type=int, default=b.backlog_per_stream, metavar="N",
+                   help="utterances stored per stream on the server before new ones are refused and counted "
+                        "(default %(default)s)")
+
+
+def _curve_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("ZeroMQ CURVE (encrypted, authenticated PUB socket; README 'Security')")
+    g.add_argument("--curve-secret-key", default=None, metavar="FILE",
+                   help="this publisher's NAME.key_secret (from `emostream keys`); subscribers then need its "
+                        "NAME.key (`emostream subscribe --curve-server-key`)")
+    g.add_argument("--curve-clients", default=None, metavar="DIR",
+                   help="only subscribers whose public NAME.key files are in DIR (default: any that know the "
+                        "server key)")
+
+
 def _listen_parser(sub) -> None:
     from emostream.clients.publisher import DEFAULT_ENDPOINT
     from emostream.streaming.segmenter import SegmenterConfig
@@ -159,7 +203,92 @@ def _listen_parser(sub) -> None:
     g.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")
     g = p.add_argument_group("models")
     _model_flags(g)
+    _curve_flags(p)
+    _nats_flags(p, edge=True)
+    p.add_argument("--result-wait", type=float, default=20.0, metavar="S", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_listen)
+
+
+def _cluster_parsers(sub) -> None:
+    from emostream.clients.publisher import DEFAULT_ENDPOINT
+
+    p = sub.add_parser(
+        "worker", help="cluster: recognize utterances from NATS JetStream, publish results on NATS",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Load the models once and take utterances from the JetStream work queue that gateways and "
+                    "`listen --nats` fill, one at a time per --concurrency, like `listen` does in one process. "
+                    "Results go to NATS subjects emostream.emotion.<stream_id> and emostream.partial.<stream_id>; "
+                    "the heartbeat to emostream.status.<name>. Start as many as you like, on any machine that "
+                    "reaches the NATS server. A killed worker's utterance goes to another after --ack-wait.",
+        epilog="example (README 'Cluster'):\n  nats-server -js -a 127.0.0.1 -sd /tmp/nats &\n"
+               "  emostream worker & emostream worker &\n  emostream gateway --listen 127.0.0.1:8765 &\n"
+               "  emostream bridge        # results on ZeroMQ tcp://127.0.0.1:5556 as from `listen`")
+    p.add_argument("--name", default=None, help="worker id in results and status (default worker-HOST-PID)")
+    p.add_argument("--concurrency", type=int, default=1, metavar="N",
+                   help="utterances recognized at once by this process, sharing one copy of the models (default 1)")
+    p.add_argument("--no-partials", action="store_true", help="take only finals, never partial snapshots")
+    p.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")
+    _nats_flags(p)
+    _model_flags(p.add_argument_group("models"))
+    p.set_defaults(func=_cmd_cluster, run="run_worker")
+
+    from emostream.streaming.segmenter import SegmenterConfig
+
+    p = sub.add_parser(
+        "gateway", help="cluster: network audio in over WebSocket, utterances to workers, results back",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Accept audio streams on ws://HOST:PORT/v1/stream, segment each into utterances, queue them "
+                    "on NATS JetStream for `emostream worker`s, and send every result for a stream back on its "
+                    "socket (and on the bus). Protocol: a text start message "
+                    '{"stream_id": "call-17", "rate": 8000, "format": "mulaw", "channels": 1} '
+                    "(format s16le, f32le or mulaw; any rate), binary audio frames, then {\"type\": \"end\"}.",
+        epilog="close codes: 1000 done, 1001 shutting down, 1008 bad start/frame or nothing sent in time, "
+               "1009 frame too large, 1013 overloaded (try again later)")
+    p.add_argument("--listen", default="127.0.0.1:8765", metavar="HOST:PORT",
+                   help="where to accept WebSocket clients (default %(default)s; port 0 = any free port)")
+    p.add_argument("--token", default=None,
+                   help="require 'Authorization: Bearer TOKEN' (or ?token=TOKEN) from clients "
+                        "(or $EMOSTREAM_GATEWAY_TOKEN)")
+    p.add_argument("--tls-cert", default=None, metavar="PEM", help="serve wss:// with this certificate chain")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="its private key")
+    p.add_argument("--max-streams", type=int, default=64, help="concurrent streams before 1013 (default %(default)s)")
+    p.add_argument("--partial-interval", type=float, default=SegmenterConfig().partial_interval_s, metavar="S",
+                   help="ask the workers for a partial result every S s of new speech (default %(default)s; 0 = off)")
+    p.add_argument("--name", default=None, help="id in status (default gateway-HOST-PID)")
+    p.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")
+    _nats_flags(p)
+    p.set_defaults(func=_cmd_cluster, run="run_gateway")
+
+    p = sub.add_parser("bridge", help="cluster: re-publish the bus's results on a ZeroMQ PUB socket",
+                       description="Subscribe to every result and heartbeat on NATS and publish them on ZeroMQ with "
+                                   "the topics and schemas of `emostream listen`, de-duplicated and in seq order "
+                                   "per stream, so existing subscribers work unchanged.")
+    p.add_argument("--publish", default=DEFAULT_ENDPOINT, metavar="ENDPOINT",
+                   help="ZeroMQ endpoint to bind (default %(default)s: this machine only)")
+    p.add_argument("--name", default=None, help=argparse.SUPPRESS)
+    _curve_flags(p)
+    _nats_flags(p)
+    p.set_defaults(func=_cmd_cluster, run="run_bridge")
+
+    p = sub.add_parser("stream", help="cluster: send an audio file to a gateway and print the results",
+                       description="Stream FILE (any format libsndfile reads) to an `emostream gateway` over "
+                                   "WebSocket, in real time unless --fast, and print each result it sends back.")
+    p.add_argument("file")
+    p.add_argument("--gateway", default="ws://127.0.0.1:8765/v1/stream", metavar="URL",
+                   help="the gateway's stream endpoint (default %(default)s)")
+    p.add_argument("--stream-id", default=None, help="default: the file name's stem")
+    p.add_argument("--token", default=None, help="bearer token (or $EMOSTREAM_GATEWAY_TOKEN)")
+    p.add_argument("--fast", action="store_true", help="send as fast as possible instead of in real time")
+    p.add_argument("--partials", action="store_true", help="also print partial results")
+    p.add_argument("--format", choices=("text", "jsonl"), default="text")
+    p.set_defaults(func=_cmd_stream)
+
+    p = sub.add_parser("keys", help="make a ZeroMQ CURVE key pair (for --curve-secret-key / --curve-server-key)",
+                       description="Write DIR/NAME.key (public: give it to subscribers) and DIR/NAME.key_secret "
+                                   "(keep it: `listen`/`bridge --curve-secret-key`).")
+    p.add_argument("dir")
+    p.add_argument("--name", default="server")
+    p.set_defaults(func=_cmd_keys)
 
 
 def _subscribe_parser(sub) -> None:
@@ -176,7 +305,62 @@ def _subscribe_parser(sub) -> None:
     p.add_argument("--count", type=int, default=None, metavar="N", help="exit after N emotion events")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="exit with status 1 if no event arrives for S seconds (default: wait forever)")
+    p.add_argument("--curve-server-key", default=None, metavar="FILE",
+                   help="the publisher's public NAME.key when it uses CURVE (without it you receive nothing)")
+    p.add_argument("--curve-client-key", default=None, metavar="FILE",
+                   help="this subscriber's NAME.key_secret, when the publisher allows listed clients only")
     p.set_defaults(func=_cmd_subscribe)
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from emostream.clients import run_cluster
+
+    return getattr(run_cluster, args.run)(args)
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from emostream.clients.sinks import event_line
+    from emostream.cluster.client import stream_file
+
+    def show(m: dict) -> None:
+        if m.get("type") == "emotion" or (args.partials and m.get("type") == "partial"):
+            if args.format == "jsonl":
+                print(json.dumps(m, ensure_ascii=False), flush=True)
+            elif m["type"] == "emotion":
+                print(event_line(m), flush=True)
+            else:
+                print(f"  … #{m['seq']} {m['label']:<9} {m['stable']} [{m['unstable']}]", flush=True)
+
+    sid = args.stream_id or "".join(c if c.isalnum() or c in "_-" else "_" for c in Path(args.file).stem)[:64]
+    try:
+        result = asyncio.run(stream_file(args.gateway, args.file, sid, realtime=not args.fast,
+                                         token=args.token or os.environ.get("EMOSTREAM_GATEWAY_TOKEN"),
+                                         on_message=show))
+    except (OSError, RuntimeError) as exc:  # refused connection, unreadable file
+        print(f"emostream stream: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # websockets' InvalidStatus (401, 404) and friends
+        print(f"emostream stream: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    if result.close_code != 1000:
+        print(f"emostream stream: the gateway closed the stream: {result.close_code} {result.close_reason}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from emostream.clients.curve import make_keys
+
+    try:
+        public, secret = make_keys(args.dir, args.name)
+    except (ValueError, OSError) as exc:
+        print(f"emostream keys: {exc}", file=sys.stderr)
+        return 2
+    print(f"public key (for subscribers): {public}\nsecret key (for the publisher): {secret}")
+    return 0
 
 
 def _cmd_listen(args: argparse.Namespace) -> int:
@@ -190,7 +374,8 @@ def _cmd_subscribe(args: argparse.Namespace) -> int:
 
     try:
         sub = Subscriber(args.endpoint, streams=args.stream or None, status=args.status, timeout_s=args.timeout,
-                         partials=args.partials)
+                         partials=args.partials, curve_server_key=args.curve_server_key,
+                         curve_client_key=args.curve_client_key)
     except ValueError as exc:
         print(f"emostream subscribe: {exc}", file=sys.stderr)
         return 2
@@ -344,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _listen_parser(sub)
     _subscribe_parser(sub)
+    _cluster_parsers(sub)
     p = sub.add_parser("compile", help="build and cache the SEC encoder for a backend (TensorRT, ONNX Runtime)",
                        description="Export the SEC encoder to ONNX and, for tensorrt, build a TensorRT engine "
                                    "(dynamic length 0.1-30 s, FP16 unless it moves probabilities by more than 0.02 on check "

@@ -109,6 +109,27 @@ def open_source(spec: InputSpec, opts: ListenOptions):
     return MicrophoneSource(spec.target, spec.stream_id, stall_timeout_s=opts.stall_timeout_s)
 
 
+def load_recognizer(args):
+    """The models named by the model flags (cli._model_flags), loaded and warmed up."""
+    from emostream.engine.asr import ASRConfig
+    from emostream.engine.bundle import BundleError
+    from emostream.engine.recognizer import Recognizer
+
+    try:
+        recognizer = Recognizer(args.model, ASRConfig(model=args.asr_model, device=args.compute,
+                                                      cpu_threads=args.threads, context=args.asr_context),
+                                torch_threads=max(1, args.threads // 2), sec_backend=args.sec_backend,
+                                fusion=args.fusion)
+    except (BundleError, FileNotFoundError) as exc:
+        raise RuntimeError(str(exc)) from exc
+    try:
+        warm_up(recognizer)
+    except BaseException:
+        recognizer.close()
+        raise
+    return recognizer
+
+
 def warm_up(recognizer) -> None:
     """One pass over a second of faint noise so the first real utterance is not the slow one."""
     rng = np.random.default_rng(0)

@@ -15,6 +15,8 @@ from typing import Any
 
 import zmq
 
+from emostream.clients.curve import CurveOptions
+
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
@@ -25,27 +27,39 @@ class PublisherError(RuntimeError):
 
 
 class Publisher:
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, high_water_mark: int = 1000, linger_ms: int = 1000) -> None:
+    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, high_water_mark: int = 1000, linger_ms: int = 1000,
+                 curve: CurveOptions | None = None) -> None:
+        """``curve``: encrypt and authenticate with CURVE (see ``clients.curve``); a bad key file raises
+        ValueError before anything is bound."""
         self.endpoint = endpoint
         self.sent = 0
         self.send_failures = 0
+        self.curve = curve is not None and curve.enabled
         self._lock = threading.Lock()  # ZeroMQ sockets are not thread-safe; results and heartbeats share this one
         self._context = zmq.Context()  # our own, so close() can wait (up to linger) for queued messages
         self._socket = self._context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
+        self._authenticator = None
         try:
+            if curve is not None:
+                self._authenticator = curve.apply_server(self._context, self._socket)
             self._socket.bind(endpoint)
-        except zmq.ZMQError as exc:
+        except (zmq.ZMQError, ValueError) as exc:
             self._socket.close(0)
+            if self._authenticator is not None:
+                self._authenticator.stop()
             self._context.term()
+            if isinstance(exc, ValueError):
+                raise PublisherError(str(exc)) from exc
             hint = " (another emostream may be publishing there; pick another port with --publish)" \
                 if exc.errno == zmq.EADDRINUSE else ""
             raise PublisherError(f"cannot publish on {endpoint}: {exc}{hint}") from exc
         if endpoint.endswith(":*"):  # the OS picked a free port: say which
             self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        if endpoint.startswith("tcp://") and not endpoint.startswith(("tcp://127.", "tcp://localhost", "tcp://[::1]")):
-            log.warning("publishing on %s: reachable from other machines", endpoint)
+        if endpoint.startswith("tcp://") and not endpoint.startswith(("tcp://127.", "tcp://localhost", "tcp://[::1]")) \
+                and not self.curve:
+            log.warning("publishing on %s without CURVE: reachable and readable from other machines", endpoint)
         log.info("publishing on %s", endpoint)
 
     def emit(self, topic: str, message: dict[str, Any]) -> None:
@@ -61,7 +75,7 @@ class Publisher:
                 log.warning("could not publish %s message: %s", topic, exc)
 
     def stats(self) -> dict[str, Any]:
-        return {"endpoint": self.endpoint, "sent": self.sent, "send_failures": self.send_failures}
+        return {"endpoint": self.endpoint, "sent": self.sent, "send_failures": self.send_failures, "curve": self.curve}
 
     def close(self) -> None:
         """Close after letting queued messages go out (up to the linger time)."""
@@ -69,4 +83,6 @@ class Publisher:
             if self._socket is not None:
                 self._socket.close()
                 self._socket = None
+                if self._authenticator is not None:
+                    self._authenticator.stop()
                 self._context.term()  # returns once queued messages are out or the linger time is up

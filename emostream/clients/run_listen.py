@@ -9,8 +9,8 @@ import os
 import sys
 import threading
 
-from emostream.clients.listen import (ListenOptions, ShutdownOnSignal, UsageError, open_source, parse_inputs,
-                                      stderr, warm_up)
+from emostream.clients.listen import (ListenOptions, ShutdownOnSignal, UsageError, load_recognizer, open_source,
+                                      parse_inputs, stderr)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def _fail(message: str, *opened) -> int:
 def run_listen(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from emostream.clients.curve import CurveOptions
     from emostream.clients.publisher import Publisher, PublisherError
     from emostream.streaming.pipeline import PipelineConfig
     from emostream.streaming.segmenter import SegmenterConfig
@@ -69,7 +70,7 @@ def run_listen(args: argparse.Namespace) -> int:
             from emostream.clients.sinks import JsonlSink
 
             sinks.append(JsonlSink(args.jsonl))
-        publisher = Publisher(args.publish)
+        publisher = Publisher(args.publish, curve=CurveOptions.from_args(args))
     except (OSError, PublisherError) as exc:
         return _fail(str(exc), *sinks)
 
@@ -82,20 +83,15 @@ def run_listen(args: argparse.Namespace) -> int:
     except SourceError as exc:
         return _fail(str(exc), *sources.values(), *sinks, publisher)
 
+    if args.nats:  # edge mode: no models here; utterances go to workers on the bus
+        return _run_edge(args, specs, opts, sources, sinks, publisher, config)
+
     console = Console()
     live_view = not args.quiet and console.is_terminal
-    from emostream.engine.asr import ASRConfig
-    from emostream.engine.bundle import BundleError
-    from emostream.engine.recognizer import Recognizer
-
     try:
         with console.status("loading models…", spinner="dots") if live_view else contextlib.nullcontext():
-            recognizer = Recognizer(args.model, ASRConfig(model=args.asr_model, device=args.compute,
-                                                          cpu_threads=args.threads, context=args.asr_context),
-                                    torch_threads=max(1, args.threads // 2), sec_backend=args.sec_backend,
-                                    fusion=args.fusion)
-            warm_up(recognizer)
-    except (BundleError, FileNotFoundError, RuntimeError, OSError, ValueError) as exc:
+            recognizer = load_recognizer(args)
+    except (RuntimeError, OSError, ValueError) as exc:
         return _fail(f"cannot load the models: {exc}", *sources.values(), *sinks, publisher)
     try:  # from here on the ASR model must be freed before the interpreter exits (see Recognizer.close)
         return _start(args, specs, opts, sources, sinks, publisher, recognizer, console, live_view, config)
@@ -103,7 +99,35 @@ def run_listen(args: argparse.Namespace) -> int:
         recognizer.close()
 
 
-def _start(args, specs, opts, sources, sinks, publisher, recognizer, console, live_view, config) -> int:
+def _run_edge(args, specs, opts, sources, sinks, publisher, config) -> int:
+    """``listen --nats``: segment here, recognize on the workers, show and publish their results here."""
+    import dataclasses
+    import socket
+
+    from rich.console import Console
+
+    from emostream.clients.run_cluster import bus_config, connect
+    from emostream.cluster.nats_queue import NatsWorkQueue
+    try:
+        bus = bus_config(args)
+    except ValueError as exc:
+        return _fail(str(exc), *sources.values(), *sinks, publisher)
+    link = connect("listen", args, f"edge-{socket.gethostname()}-{os.getpid()}")
+    if link is None:
+        return _fail("no bus, nothing to do", *sources.values(), *sinks, publisher)
+    try:
+        queue = NatsWorkQueue(link, bus, role="produce", partials=args.partial_interval > 0)
+        config = dataclasses.replace(config, role="edge")
+        console = Console()
+        live_view = not args.quiet and console.is_terminal
+        return _start(args, specs, opts, sources, sinks, publisher, None, console, live_view, config,
+                      queue=queue, link=link)
+    finally:
+        link.close()
+
+
+def _start(args, specs, opts, sources, sinks, publisher, recognizer, console, live_view, config,
+           queue=None, link=None) -> int:
     from emostream.streaming.pipeline import Pipeline
     from emostream.streaming.sources import SourceError
 
@@ -134,7 +158,18 @@ def _start(args, specs, opts, sources, sinks, publisher, recognizer, console, li
         print(f"listening: {', '.join(s.description for s in ordered)}; publishing on {args.publish}",
               file=sys.stderr, flush=True)
 
-    pipeline = Pipeline(recognizer, ordered, sinks, config, publisher=publisher)
+    pipeline = Pipeline(recognizer, ordered, sinks, config, publisher=publisher, queue=queue)
+    if link is not None:  # edge: the workers' results for our streams come back to our sinks
+        from emostream.cluster.relay import ResultRelay
+
+        relay = ResultRelay(link, queue.session, [s.stream_id for s in ordered], pipeline._emit)
+        link.call(relay.start())
+
+        def expected() -> int:
+            counts = [pipeline.stream_counts(s.stream_id) for s in ordered]
+            return sum(c.get("utterances", 0) - c.get("dropped", 0) for c in counts)
+
+        pipeline.on_drained = lambda: relay.wait(expected, args.result_wait)
     return _run(pipeline, recognizer, monitor, args)
 
 

@@ -16,7 +16,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 EMOTION_SCHEMA_ID = "urn:emostream:schema:emotion:1"
 STATUS_SCHEMA_ID = "urn:emostream:schema:status:1"
 PARTIAL_SCHEMA_ID = "urn:emostream:schema:partial:1"
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 EMOTION_TOPIC_PREFIX = "emotion."
 PARTIAL_TOPIC_PREFIX = "partial."
 STATUS_TOPIC = "status"
@@ -73,7 +73,8 @@ def partial_message(audio_so_far, result, stable: str, unstable: str, timings_ms
     """The open utterance so far (an Utterance snapshot) + its EmotionResult -> partial message."""
     return {
         "schema": PARTIAL_SCHEMA_ID, "schema_version": SCHEMA_VERSION, "type": "partial", "final": False,
-        "stream_id": audio_so_far.stream_id, "seq": audio_so_far.seq, "audio_s": round(audio_so_far.duration_s, 3),
+        "stream_id": audio_so_far.stream_id, "seq": audio_so_far.seq,
+        **({"session": audio_so_far.session} if audio_so_far.session else {}), "audio_s": round(audio_so_far.duration_s, 3),
         "utterance": {"start_s": round(audio_so_far.start_s, 3), "end_s": round(audio_so_far.end_s, 3)},
         "transcript": " ".join(t for t in (stable, unstable) if t), "stable": stable, "unstable": unstable,
         **_emotion_fields(result), "timings_ms": _timings(timings_ms), "published_at": published_at,
@@ -81,11 +82,13 @@ def partial_message(audio_so_far, result, stable: str, unstable: str, timings_ms
 
 
 def emotion_message(utterance, result, timings_ms: dict[str, float], published_at: float,
-                    asr_context: str = "full", speculated: bool = False) -> dict[str, Any]:
+                    asr_context: str = "full", speculated: bool = False,
+                    worker: dict[str, Any] | None = None) -> dict[str, Any]:
     """Utterance (streaming.frames) + EmotionResult (engine.recognizer) -> emotion message."""
     return {
         "schema": EMOTION_SCHEMA_ID, "schema_version": SCHEMA_VERSION, "type": "emotion", "final": True,
         "stream_id": utterance.stream_id, "seq": utterance.seq,
+        **({"session": utterance.session} if utterance.session else {}),
         "utterance": {"start_s": round(utterance.start_s, 3), "end_s": round(utterance.end_s, 3),
                       "duration_s": round(utterance.duration_s, 3), "vad_closed_at": utterance.closed_wall,
                       "forced_cut": utterance.forced_cut, "turn_fragments": utterance.turn_fragments,
@@ -94,5 +97,6 @@ def emotion_message(utterance, result, timings_ms: dict[str, float], published_a
         "transcript": result.transcript, "asr_confidence": round(result.asr_confidence, 4),
         "asr_context": asr_context, "model_ids": dict(result.model_ids),
         "timings_ms": _timings(timings_ms), "speculated": speculated,
+        **({"worker": worker} if worker else {}),
         "published_at": published_at,
     }

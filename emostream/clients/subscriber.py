@@ -113,9 +113,12 @@ Event = EmotionEvent | PartialEvent | StatusEvent
 class Subscriber:
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, streams: Sequence[str] | None = None,
                  emotions: bool = True, status: bool = False, timeout_s: float | None = None,
-                 validate_messages: bool = True, high_water_mark: int = 1000, partials: bool = False) -> None:
+                 validate_messages: bool = True, high_water_mark: int = 1000, partials: bool = False,
+                 curve_server_key: str | None = None, curve_client_key: str | None = None) -> None:
         """``streams``: only these stream ids (default all); ``status``: also heartbeats;
         ``partials``: also the results while an utterance is spoken (PartialEvent);
+        ``curve_server_key``: the publisher's public key file when it uses CURVE (``curve_client_key``:
+        this client's NAME.key_secret file, when the publisher allows listed clients only);
         ``timeout_s``: recv() raises TimeoutError, iteration ends, after this long without a message."""
         self.endpoint = endpoint
         self.timeout_s = timeout_s
@@ -125,6 +128,14 @@ class Subscriber:
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.RCVHWM, high_water_mark)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if curve_server_key:
+            from emostream.clients.curve import apply_client
+
+            try:
+                apply_client(self._socket, curve_server_key, curve_client_key)
+            except ValueError:
+                self._socket.close(0)
+                raise
         topics = []
         if emotions:
             topics += [EMOTION_TOPIC_PREFIX + s for s in streams] if streams else [EMOTION_TOPIC_PREFIX]

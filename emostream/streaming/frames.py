@@ -42,6 +42,8 @@ class Utterance:
     forced_cut: bool = False
     turn_fragments: int = 1
     turn_first_seq: int | None = None
+    session: str | None = None  # the producer's run (cluster mode): seq restarts at 1 with each session
+    delivery: int = 1  # cluster mode: which attempt at recognizing it this is (JetStream redelivery)
 
     @property
     def duration_s(self) -> float:

@@ -17,6 +17,12 @@ an utterance is open, its audio so far is recognized every ``partial_interval_s`
 ``partial.<stream_id>`` with a LocalAgreement-2 stable prefix. A stream's partials for an utterance
 are published in order and only until the VAD closes it (so before its final, even one that is
 dropped or fails).
+
+The queue and the sinks are the seams to a cluster (``emostream.cluster``): the same class runs with
+a JetStream queue as a producer only (``recognizer=None``: sources and segmenters, e.g. the
+gateway), or as a consumer only (no sources, ``open_ended``: a worker), with results published on
+NATS by a sink. Speculative finals need the close and the models in one process, so they run only
+on a queue that ``supports_speculation``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +49,31 @@ from emostream.streaming.stats import PipelineStats
 log = logging.getLogger(__name__)
 
 
+class WorkQueue(Protocol):
+    """Between segmenters and workers: ``DropOldestQueue`` in process, ``NatsWorkQueue`` on a bus."""
+
+    capacity: int
+    dropped: int
+    high_water: int
+    supports_speculation: bool
+
+    def put(self, item: Utterance) -> Utterance | None: ...  # returns the item it dropped, if any
+
+    def put_wait(self, item: Utterance) -> None: ...
+
+    def offer(self, key: Any, item: Any) -> Any | None: ...
+
+    def withdraw(self, key: Any, item: Any) -> bool: ...
+
+    def get(self, timeout: float | None = None) -> Any: ...
+
+    def task_done(self, item: Utterance, outcome: str) -> None: ...  # published | unusable | failed
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def __len__(self) -> int: ...
+
+
 class Sink(Protocol):
     """Where messages go: the ZeroMQ publisher, the terminal monitor, a JSONL log."""
 
@@ -57,6 +89,8 @@ class PipelineConfig:
     workers: int = 1
     status_interval_s: float = 2.0
     concurrent_branches: bool = True  # False: SEC, then ASR -> text, one after the other (for comparison)
+    worker_id: str | None = None  # cluster mode: named in every result (with the delivery count)
+    role: str = "listen"  # in status: listen, worker, gateway, edge
 
     def __post_init__(self) -> None:
         if self.max_pending < 1:
@@ -92,10 +126,15 @@ class _EarlyJob:
 
 class Pipeline:
     def __init__(self, recognizer, sources: Sequence[AudioSource], sinks: Sequence[Sink],
-                 config: PipelineConfig | None = None, publisher=None) -> None:
+                 config: PipelineConfig | None = None, publisher=None, queue: WorkQueue | None = None,
+                 open_ended: bool = False) -> None:
+        """``open_ended``: run until ``stop()``, with sources added by ``add_source`` (gateway, worker).
+        ``recognizer=None``: no workers here; ``queue`` carries the utterances to them."""
         ids = [s.stream_id for s in sources]
-        if not sources:
+        if not sources and not open_ended:
             raise ValueError("the pipeline needs at least one source")
+        if recognizer is None and queue is None:
+            raise ValueError("without a recognizer the pipeline needs a queue to the workers that have one")
         if len(set(ids)) != len(ids):
             raise ValueError(f"stream ids must be unique, got {ids}")
         self.recognizer = recognizer
@@ -103,20 +142,27 @@ class Pipeline:
         self.config = config or PipelineConfig()
         self.publisher = publisher
         self.sinks = ([publisher] if publisher is not None else []) + list(sinks)
-        self.queue: DropOldestQueue[Utterance] = DropOldestQueue(self.config.max_pending)
-        self.segmenters = {s.stream_id: Segmenter(s.stream_id, self.config.segmenter) for s in self.sources}
+        self.open_ended = open_ended
+        self.queue: WorkQueue = queue if queue is not None else DropOldestQueue(self.config.max_pending)
+        if hasattr(self.queue, "on_drop"):  # drops that happen later, away from put (a bus)
+            self.queue.on_drop = self._dropped_later
+        self.segmenters = {s.stream_id: self._segmenter_for(s) for s in self.sources}
         self.stats = PipelineStats()
         for s in self.sources:
             self.stats.add_stream(s.stream_id, s.description)
+        self._sources_lock = threading.Lock()
+        self._source_threads: dict[str, threading.Thread] = {}
+        self._running = False
         self._stop = threading.Event()
         self._sources_done = threading.Event()
         self._done = threading.Event()
         self._emit_lock = threading.RLock()
         self._jobs_lock = threading.Lock()
         self._speculations: dict[str, _EarlyJob] = {}
-        self._closed_seq: dict[str, int] = {}  # last utterance the VAD closed per stream (its partials are over)
-        self._partial_at: dict[str, tuple[int, int]] = {}  # (seq, samples) of the last partial per stream
-        self._agreement = {s.stream_id: LocalAgreement() for s in self.sources}
+        # keyed by (session, stream id): a producer's seq restarts with each session
+        self._closed_seq: dict[tuple, int] = {}  # last utterance the VAD closed per stream (its partials are over)
+        self._partial_at: dict[tuple, tuple[int, int]] = {}  # (seq, samples) of the last partial per stream
+        self._agreement: defaultdict[tuple, LocalAgreement] = defaultdict(LocalAgreement)
         self._status_seq = 0
         self._started = time.monotonic()
         self.errors: list[str] = []
@@ -130,25 +176,73 @@ class Pipeline:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def add_source(self, source: AudioSource) -> None:
+        """A new stream (a network client): segmented and queued like the others from now on."""
+        with self._sources_lock:
+            if source.stream_id in self.segmenters:
+                raise ValueError(f"stream id {source.stream_id!r} is already in use")
+            self.segmenters[source.stream_id] = self._segmenter_for(source)
+            self.sources.append(source)
+            self.stats.add_stream(source.stream_id, source.description)
+            if self._running:
+                self._start_source(source)
+
+    def _segmenter_for(self, source: AudioSource) -> Segmenter:
+        return Segmenter(source.stream_id, self.config.segmenter, session=getattr(source, "session", None))
+
+    def stream_counts(self, stream_id: str) -> dict[str, Any]:
+        """One stream's counters and state (a gateway waits on them before closing a connection)."""
+        with self.stats.lock:
+            st = self.stats.streams.get(stream_id)
+            thread = self._source_threads.get(stream_id)
+            return {} if st is None else {"state": st.state, "source_running": thread is not None and thread.is_alive(),
+                                          **st.counts}
+
+    def retire_source(self, stream_id: str) -> None:
+        """Forget an ended stream (its id may be used again); its counts leave the status."""
+        with self._sources_lock:
+            self.sources = [s for s in self.sources if s.stream_id != stream_id]
+            self.segmenters.pop(stream_id, None)
+            self._source_threads.pop(stream_id, None)
+            self.stats.remove_stream(stream_id)
+
+    def _start_source(self, source: AudioSource) -> None:
+        t = threading.Thread(target=self._run_source, args=(source,), name=f"source-{source.stream_id}", daemon=True)
+        self._source_threads[source.stream_id] = t
+        t.start()
+
     def run(self) -> int:
         """Block until every source has ended (or stop() was called) and all work is published.
         Returns the number of sources that ended in error."""
         self._started = time.monotonic()
-        source_threads = [threading.Thread(target=self._run_source, args=(s,), name=f"source-{s.stream_id}",
-                                           daemon=True) for s in self.sources]
+        n_workers = self.config.workers if self.recognizer is not None else 0
         workers = [threading.Thread(target=self._run_worker, name=f"worker-{i}", daemon=True)
-                   for i in range(self.config.workers)]
+                   for i in range(n_workers)]
         heartbeat = threading.Thread(target=self._run_heartbeat, name="heartbeat", daemon=True)
-        for t in source_threads + workers + [heartbeat]:
+        with self._sources_lock:
+            self._running = True
+            for s in self.sources:
+                self._start_source(s)
+        for t in workers + [heartbeat]:
             t.start()
         try:
-            for t in source_threads:
-                while t.is_alive():
-                    t.join(0.2)
+            if self.open_ended:
+                while not self._stop.wait(0.2):
+                    pass
+            while True:
+                with self._sources_lock:
+                    alive = [t for t in self._source_threads.values() if t.is_alive()]
+                if not alive:
+                    break
+                alive[0].join(0.2)
             self._sources_done.set()
             for t in workers:
                 while t.is_alive():
                     t.join(0.2)
+            if hasattr(self.queue, "flush"):  # a bus: what the sources queued goes out before we stop
+                self.queue.flush()
+            if self.on_drained is not None:  # e.g. wait for results coming back from a bus
+                self.on_drained()
         finally:
             self._sources_done.set()
             self._stop.set()
@@ -163,11 +257,18 @@ class Pipeline:
         return len(self.errors)
 
     # --- threads --------------------------------------------------------------------------------
+    def _dropped_later(self, utterance: Utterance, reason: str) -> None:
+        self.stats.bump(utterance.stream_id, "dropped")
+
+    def _close_seq(self, utterance: Utterance) -> None:
+        key = (utterance.session, utterance.stream_id)
+        with self._emit_lock:  # from now on no partial of this seq is published, even if the final is dropped
+            self._closed_seq[key] = max(utterance.seq, self._closed_seq.get(key, 0))
+
     def _enqueue(self, utterance: Utterance, live: bool = True) -> None:
         sid = utterance.stream_id
         self.stats.bump(sid, "utterances")
-        with self._emit_lock:  # from now on no partial of this seq is published, even if the final is dropped
-            self._closed_seq[sid] = max(utterance.seq, self._closed_seq.get(sid, 0))
+        self._close_seq(utterance)
         try:
             if self._adopt_speculation(utterance):
                 return
@@ -211,6 +312,8 @@ class Pipeline:
         sid = event.stream_id
         if event.kind == "resumed":
             self._void_speculation(sid)
+            return
+        if event.kind == "end_candidate" and not self.queue.supports_speculation:
             return
         if len(self.queue):  # finals are waiting: no early work now
             if event.kind == "progress":
@@ -262,7 +365,7 @@ class Pipeline:
 
     def _run_early(self, job: _EarlyJob, sec_pool: ThreadPoolExecutor) -> None:
         sid = job.utterance.stream_id
-        if job.kind == "partial" and job.utterance.seq <= self._closed_seq.get(sid, 0):
+        if job.kind == "partial" and job.utterance.seq <= self._closed_seq.get((job.utterance.session, sid), 0):
             self.stats.bump(sid, "partials_skipped")  # its utterance closed while it waited: the final is next
             return
         with self._jobs_lock:
@@ -307,18 +410,29 @@ class Pipeline:
                     continue
                 if isinstance(utterance, _EarlyJob):
                     self._run_early(utterance, sec_pool)
+                elif isinstance(utterance, SpeechEvent):  # a partial snapshot from a bus
+                    self._run_early(_EarlyJob("partial", utterance.utterance), sec_pool)
                 else:
                     self._process_final(utterance, sec_pool)
 
     def _process_final(self, utterance: Utterance, sec_pool: ThreadPoolExecutor) -> None:
+        if utterance.session is not None:  # from a bus: later partials of this utterance are stale here
+            self._close_seq(utterance)
+        outcome = "published"
         try:
             self.process(utterance, sec_pool)
         except AudioError as exc:
+            outcome = "unusable"
             self.stats.bump(utterance.stream_id, "failed")
             log.warning("utterance %s#%d not classified: %s", utterance.stream_id, utterance.seq, exc)
         except Exception:
-            self.stats.bump(utterance.stream_id, "failed")
-            log.exception("utterance %s#%d failed", utterance.stream_id, utterance.seq)
+            outcome = "failed"
+            last_try = self.queue.is_last_try(utterance) if hasattr(self.queue, "is_last_try") else True
+            self.stats.bump(utterance.stream_id, "failed" if last_try else "retried")
+            log.exception("utterance %s#%d failed%s", utterance.stream_id, utterance.seq,
+                          "" if last_try else " (another worker will try it)")
+        finally:
+            self.queue.task_done(utterance, outcome)
 
     def _run_heartbeat(self) -> None:
         # keeps beating while queued work drains after stop() (state "stopping")
@@ -374,8 +488,10 @@ class Pipeline:
             timings["head_start"] = (utterance.closed_perf - done.started) * 1e3
         with self._emit_lock:  # the final and the partial bookkeeping move together
             timings["vad_close_to_publish"] = (time.perf_counter() - utterance.closed_perf) * 1e3
+            worker = None if self.config.worker_id is None else \
+                {"id": self.config.worker_id, "delivery": utterance.delivery}
             message = emotion_message(utterance, done.result, timings, published_at=time.time(),
-                                      asr_context=done.asr_context, speculated=speculated)
+                                      asr_context=done.asr_context, speculated=speculated, worker=worker)
             self._emit(emotion_topic(utterance.stream_id), message)
         self.stats.bump(utterance.stream_id, "published")
         if speculated:
@@ -385,14 +501,15 @@ class Pipeline:
 
     def _publish_partial(self, so_far: Utterance, done: _Recognized | None) -> None:
         sid = so_far.stream_id
+        key = (so_far.session, sid)
         with self._emit_lock:
-            last = self._partial_at.get(sid, (0, 0))
-            if (done is None or so_far.seq <= self._closed_seq.get(sid, 0)
+            last = self._partial_at.get(key, (0, 0))
+            if (done is None or so_far.seq <= self._closed_seq.get(key, 0)
                     or (so_far.seq, len(so_far.samples)) <= last):  # untrusted, after its final, or out of order
                 self.stats.bump(sid, "partials_skipped")
                 return
-            self._partial_at[sid] = (so_far.seq, len(so_far.samples))
-            stable, unstable = self._agreement[sid].update(so_far.seq, done.result.transcript)
+            self._partial_at[key] = (so_far.seq, len(so_far.samples))
+            stable, unstable = self._agreement[key].update(so_far.seq, done.result.transcript)
             timings = {"audio_to_publish": (time.perf_counter() - so_far.closed_perf) * 1e3, **done.timings}
             self._emit(partial_topic(sid), partial_message(so_far, done.result, stable, unstable, timings,
                                                            published_at=time.time()))
@@ -407,19 +524,23 @@ class Pipeline:
                     log.warning("%s could not take a message: %s", type(sink).__name__, exc)
 
     # --- status ---------------------------------------------------------------------------------
+    status_extras: Any = None  # a callable adding role-specific fields (the gateway's connections)
+    on_drained: Any = None  # called once the sources ended and the queue is empty, before sinks close
+
     def status_message(self, state: str) -> dict[str, Any]:
         with self._emit_lock:
             self._status_seq += 1
             seq = self._status_seq
         streams = {}
-        with self.stats.lock:
+        with self._sources_lock, self.stats.lock:
+            sources = {s.stream_id: s for s in self.sources}
             for sid, st in self.stats.streams.items():
-                seg = self.segmenters[sid].stats
-                source = next(s for s in self.sources if s.stream_id == sid)
+                segmenter, source = self.segmenters.get(sid), sources.get(sid)
+                seg = segmenter.stats if segmenter is not None else {}  # None: a stream a bus brought
                 streams[sid] = {"source": st.source, "state": st.state, "error": st.error, **st.counts,
-                                "too_short": seg["too_short"], "forced_cuts": seg["forced_cuts"],
-                                "turn_continuations": seg["turn_continuations"],
-                                "source_counters": dict(source.counters)}
+                                "too_short": seg.get("too_short", 0), "forced_cuts": seg.get("forced_cuts", 0),
+                                "turn_continuations": seg.get("turn_continuations", 0),
+                                "source_counters": dict(source.counters) if source is not None else {}}
         if state == "running" and self._stop.is_set():
             state = "stopping"
         return {
@@ -427,10 +548,11 @@ class Pipeline:
             "seq": seq, "state": state,
             "uptime_s": round(time.monotonic() - self._started, 3), "published_at": time.time(),
             "streams": streams,
-            "queue": {"depth": len(self.queue), "capacity": self.queue.capacity, "dropped": self.queue.dropped,
-                      "high_water": self.queue.high_water},
+            "role": self.config.role, **({"worker": self.config.worker_id} if self.config.worker_id else {}),
+            "queue": self.queue.stats(),
             "publisher": self.publisher.stats() if self.publisher is not None else
             {"endpoint": None, "sent": 0, "send_failures": 0},
             "latency_ms": self.stats.latency_summary(),
             "sec_asr_overlap_share": self.stats.overlap_share(),
+            **(self.status_extras() if self.status_extras is not None else {}),
         }

@@ -18,6 +18,8 @@ class DropOldestQueue(Generic[T]):
     the oldest item and returns it so the caller can count and report the drop. Keeping the newest
     utterance bounds latency: a dialogue system wants what was said now, not a backlog."""
 
+    supports_speculation = True  # the close and the models are in this process
+
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"queue capacity must be at least 1, got {capacity}")
@@ -79,6 +81,14 @@ class DropOldestQueue(Generic[T]):
                 item = None
             self._cond.notify_all()  # a put_wait may be waiting for this room
             return item
+
+    def task_done(self, item: Any, outcome: str) -> None:
+        """Nothing to acknowledge in process (a bus queue acks, retries or terminates here)."""
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            return {"depth": len(self._items), "capacity": self.capacity, "dropped": self.dropped,
+                    "high_water": self.high_water}
 
     def __len__(self) -> int:
         with self._cond:

@@ -80,7 +80,8 @@ class SegmenterConfig:
 class Segmenter:
     """Feed chunks in any sizes; get finished utterances back. One instance per stream."""
 
-    def __init__(self, stream_id: str, config: SegmenterConfig | None = None) -> None:
+    def __init__(self, stream_id: str, config: SegmenterConfig | None = None, session: str | None = None) -> None:
+        self.session = session  # stamped on every utterance (cluster mode: seq restarts with each session)
         self.stream_id = stream_id
         self.config = config or SegmenterConfig()
         c = self.config
@@ -220,7 +221,7 @@ class Segmenter:
         return Utterance(stream_id=self.stream_id, seq=seq, start_s=start / SAMPLE_RATE,
                          end_s=(start + len(samples)) / SAMPLE_RATE, samples=samples,
                          closed_wall=time.time(), closed_perf=time.perf_counter(), forced_cut=forced,
-                         turn_fragments=fragments, turn_first_seq=first_seq)
+                         turn_fragments=fragments, turn_first_seq=first_seq, session=self.session)
 
     def _close(self, forced: bool) -> Utterance | None:
         frames, start, voiced = self._active or [], self._active_start, self._voiced

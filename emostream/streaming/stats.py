@@ -32,7 +32,7 @@ class StreamStats:
     """Per-stream counts, updated from the source and worker threads."""
 
     FIELDS = ("utterances", "published", "dropped", "failed", "speculated", "speculation_discarded", "partials",
-              "partials_skipped")
+              "partials_skipped", "retried")
 
     def __init__(self, stream_id: str, source: str) -> None:
         self.stream_id = stream_id
@@ -54,8 +54,14 @@ class PipelineStats:
         with self.lock:
             self.streams[stream_id] = StreamStats(stream_id, source)
 
+    def remove_stream(self, stream_id: str) -> None:
+        with self.lock:
+            self.streams.pop(stream_id, None)
+
     def bump(self, stream_id: str, field: str, n: int = 1) -> None:
         with self.lock:
+            if stream_id not in self.streams:  # a stream a bus brought to this worker
+                self.streams[stream_id] = StreamStats(stream_id, "bus")
             self.streams[stream_id].counts[field] += n
 
     def set_state(self, stream_id: str, state: str, error: str | None = None) -> None:

@@ -1,0 +1,196 @@
+"""The bodies of ``emostream worker``, ``gateway`` and ``bridge`` (cluster mode, README 'Cluster')."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+
+log = logging.getLogger(__name__)
+
+
+def say(command: str, message: str) -> None:
+    print(f"emostream {command}: {message}", file=sys.stderr, flush=True)
+
+
+def nats_options(args: argparse.Namespace, name: str):
+    from emostream.cluster.link import NatsOptions
+
+    return NatsOptions(url=args.nats, name=name, token=args.nats_token, user=args.nats_user,
+                       password=args.nats_password or os.environ.get("EMOSTREAM_NATS_PASSWORD"),
+                       creds=args.nats_creds, tls_ca=args.nats_tls_ca, connect_timeout_s=args.nats_connect_timeout)
+
+
+def bus_config(args: argparse.Namespace):
+    from emostream.cluster.wire import BusConfig
+
+    return BusConfig(backlog_per_stream=args.backlog, ack_wait_s=args.ack_wait, max_deliver=args.max_deliver,
+                     max_lag_s=args.max_lag)
+
+
+def connect(command: str, args: argparse.Namespace, name: str):
+    """-> a NatsLink, or None after saying why not."""
+    from emostream.cluster.link import BusError, NatsLink
+
+    try:
+        return NatsLink(nats_options(args, name))
+    except BusError as exc:
+        say(command, str(exc))
+        return None
+
+
+class StopOnSignal:
+    """First SIGINT/SIGTERM: ``stop`` (finish and publish what is in hand). A second: exit now."""
+
+    def __init__(self, command: str, stop) -> None:
+        self.command, self.stop, self._hits = command, stop, 0
+
+    def _handle(self, signum, frame) -> None:
+        self._hits += 1
+        if self._hits > 1:
+            say(self.command, "aborted")
+            os._exit(130)
+        say(self.command, f"{signal.Signals(signum).name}: finishing what is in hand (again to abort)")
+        threading.Thread(target=self.stop, daemon=True).start()
+
+    def __enter__(self) -> StopOnSignal:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from emostream.clients.listen import load_recognizer
+    from emostream.cluster.nats_queue import NatsWorkQueue
+    from emostream.cluster.nats_sink import NatsSink
+    from emostream.streaming.pipeline import Pipeline, PipelineConfig
+
+    name = args.name or f"worker-{socket.gethostname()}-{os.getpid()}"
+    if args.concurrency < 1:
+        say("worker", f"--concurrency must be at least 1, got {args.concurrency}")
+        return 2
+    try:
+        bus = bus_config(args)
+    except ValueError as exc:
+        say("worker", str(exc))
+        return 2
+    link = connect("worker", args, name)
+    if link is None:
+        return 2
+    try:
+        try:
+            recognizer = load_recognizer(args)
+        except (RuntimeError, OSError, ValueError) as exc:
+            say("worker", f"cannot load the models: {exc}")
+            return 2
+        try:
+            queue = NatsWorkQueue(link, bus, role="consume", partials=not args.no_partials)
+            sink = NatsSink(link, name)
+            pipeline = Pipeline(recognizer, [], [], PipelineConfig(workers=args.concurrency, worker_id=name,
+                                                                   role="worker",
+                                                                   status_interval_s=args.status_interval),
+                                publisher=sink, queue=queue, open_ended=True)
+            say("worker", f"{name}: taking utterances from {args.nats} ({args.concurrency} at a time)")
+            with StopOnSignal("worker", pipeline.stop):
+                pipeline.run()
+            queue.close()
+            return 0
+        finally:
+            recognizer.close()
+    finally:
+        link.close()
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    from emostream.cluster.gateway import Gateway, GatewayConfig
+    from emostream.cluster.nats_queue import NatsWorkQueue
+    from emostream.cluster.nats_sink import NatsSink
+    from emostream.streaming.pipeline import Pipeline, PipelineConfig
+    from emostream.streaming.segmenter import SegmenterConfig
+
+    host, _, port = args.listen.rpartition(":")
+    try:
+        config = GatewayConfig(host=host or "127.0.0.1", port=int(port), token=args.token or
+                               os.environ.get("EMOSTREAM_GATEWAY_TOKEN"), tls_cert=args.tls_cert,
+                               tls_key=args.tls_key, max_streams=args.max_streams)
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise ValueError("--tls-cert and --tls-key go together")
+        ssl_ok = config.ssl_context()  # a bad certificate is reported now, not at the first client
+        del ssl_ok
+        bus = bus_config(args)
+        seg = SegmenterConfig(partial_interval_s=args.partial_interval, speculate_silence_ms=0)
+    except (ValueError, OSError) as exc:
+        say("gateway", str(exc))
+        return 2
+    if config.host not in ("127.0.0.1", "localhost", "::1") and not config.token:
+        log.warning("gateway on %s without --token: anyone who can reach it can stream", config.host)
+    name = args.name or f"gateway-{socket.gethostname()}-{os.getpid()}"
+    link = connect("gateway", args, name)
+    if link is None:
+        return 2
+    try:
+        queue = NatsWorkQueue(link, bus, role="produce", partials=args.partial_interval > 0)
+        sink = NatsSink(link, name)
+        pipeline = Pipeline(None, [], [], PipelineConfig(segmenter=seg, role="gateway",
+                                                         status_interval_s=args.status_interval),
+                            publisher=sink, queue=queue, open_ended=True)
+        gateway = Gateway(config, link, pipeline)
+        try:
+            link.call(gateway.start())
+        except OSError as exc:
+            say("gateway", f"cannot listen on {args.listen}: {exc.strerror or exc}")
+            return 2
+
+        def stop() -> None:
+            link.call(gateway.shutdown(), timeout=config.result_wait_s + 15)
+            pipeline.stop()
+
+        scheme = "wss" if config.tls_cert else "ws"
+        say("gateway", f"{scheme}://{config.host}:{gateway.port}/v1/stream -> {args.nats}")
+        with StopOnSignal("gateway", stop):
+            pipeline.run()
+        return 0
+    finally:
+        link.close()
+
+
+def run_bridge(args: argparse.Namespace) -> int:
+    from emostream.clients.publisher import Publisher, PublisherError
+    from emostream.cluster.bridge import Bridge
+
+    try:
+        publisher = Publisher(args.publish, curve=curve_options(args))
+    except (PublisherError, ValueError, OSError) as exc:
+        say("bridge", str(exc))
+        return 2
+    link = connect("bridge", args, args.name or f"bridge-{socket.gethostname()}-{os.getpid()}")
+    if link is None:
+        publisher.close()
+        return 2
+    done = threading.Event()
+    bridge = Bridge(link, publisher)
+    try:
+        link.call(bridge.start())
+        say("bridge", f"{args.nats} -> {publisher.endpoint}")
+        with StopOnSignal("bridge", done.set):
+            while not done.wait(0.5):
+                pass
+        link.call(bridge.stop())
+        return 0
+    finally:
+        link.close()
+        publisher.close()
+
+
+def curve_options(args: argparse.Namespace):
+    from emostream.clients.curve import CurveOptions
+
+    return CurveOptions.from_args(args)

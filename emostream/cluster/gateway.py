@@ -1,0 +1,402 @@
+"""``emostream gateway``: network audio in over WebSocket, utterances onto the bus, results back.
+
+Protocol (``ws://HOST:PORT/v1/stream``; README, cluster):
+  client -> text   {"stream_id": "call-17", "rate": 16000, "format": "s16le", "channels": 1}
+                   format: s16le | f32le | mulaw (G.711 u-law, telephony); any rate is resampled
+  server -> text   {"type": "ready", "session": ..., "stream_id": ...}
+  client -> binary audio frames, any length (a sample split across frames is fine)
+  server -> text   every result for this stream, emotion-1 / partial-1 JSON, finals in seq order
+  client -> text   {"type": "end"}: the server publishes what is left, then closes 1000
+Close codes: 1008 bad start message / bad frame / nothing sent in time, 1009 frame too large,
+1013 overloaded (too many streams, or audio faster than it can be segmented), 1001 shutting down.
+A client that does not read its results within ``send_timeout_s`` is cut off (its socket aborted),
+so it cannot hold the gateway's memory or stall other clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import http
+import json
+import logging
+import re
+import ssl
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from emostream.cluster import wire
+from emostream.cluster.link import NatsLink
+from emostream.cluster.ordering import ResultOrder
+from emostream.streaming.agreement import LocalAgreement
+from emostream.streaming.audio import AudioError
+from emostream.streaming.resample import StreamResampler
+from emostream.streaming.sources.push import PushSource
+
+log = logging.getLogger(__name__)
+
+PATH = "/v1/stream"
+STREAM_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
+FORMATS = {"s16le": 2, "f32le": 4, "mulaw": 1}  # bytes per sample
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None  # clients send "Authorization: Bearer <token>" (or ?token= for browsers)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_streams: int = 64
+    max_frame_bytes: int = 1 << 18  # 256 KiB: over a second of 48 kHz float stereo
+    hello_timeout_s: float = 5.0
+    idle_timeout_s: float = 30.0  # no audio for this long: the client is gone
+    send_timeout_s: float = 5.0
+    result_wait_s: float = 20.0  # after "end": how long to wait for the last results
+    hold_s: float = 2.0  # a final waits this long for an earlier missing one (see ordering)
+    max_buffered_s: float = 5.0  # audio waiting for the segmenter before the stream counts as overloaded
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls_cert:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.tls_cert, self.tls_key)
+        return ctx
+
+
+class StartError(ValueError):
+    """A start message the gateway cannot use; the text is the close reason (<= 123 bytes)."""
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    stream_id: str
+    rate: int
+    format: str
+    channels: int
+
+    @classmethod
+    def parse(cls, message: str | bytes) -> StreamSpec:
+        if isinstance(message, bytes):
+            raise StartError('first message must be text JSON: {"stream_id":..,"rate":..,"format":..}')
+        try:
+            d = json.loads(message)
+        except ValueError:
+            raise StartError("first message is not JSON") from None
+        if not isinstance(d, dict):
+            raise StartError("first message must be a JSON object")
+        sid, rate, fmt, ch = d.get("stream_id"), d.get("rate"), d.get("format", "s16le"), d.get("channels", 1)
+        if not isinstance(sid, str) or not STREAM_ID.match(sid):
+            raise StartError("stream_id: 1-64 letters, digits, '_', '.', '-'")
+        if fmt not in FORMATS:
+            raise StartError(f"format {str(fmt)[:20]!r}: use s16le, f32le or mulaw")
+        if not isinstance(rate, int) or isinstance(rate, bool) or not 4000 <= rate <= 192000:
+            raise StartError(f"rate {str(rate)[:12]!r}: an integer 4000-192000 Hz")
+        if not isinstance(ch, int) or isinstance(ch, bool) or not 1 <= ch <= 8:
+            raise StartError(f"channels {str(ch)[:8]!r}: 1-8")
+        return cls(sid, rate, fmt, ch)
+
+
+def _mulaw_table() -> np.ndarray:
+    """G.711 u-law byte -> linear float in [-1, 1]."""
+    u = ~np.arange(256, dtype=np.uint8)
+    sign, exponent, mantissa = u & 0x80, (u >> 4) & 0x07, u & 0x0F
+    magnitude = ((mantissa.astype(np.int32) << 3) + 0x84) << exponent
+    linear = np.where(sign != 0, 0x84 - magnitude, magnitude - 0x84)
+    return (linear / 32768.0).astype(np.float32)
+
+
+_MULAW = _mulaw_table()
+
+
+class FrameDecoder:
+    """Binary frames of one stream -> 16 kHz mono float32; keeps a sample split across frames."""
+
+    def __init__(self, spec: StreamSpec) -> None:
+        self.spec = spec
+        self._frame = FORMATS[spec.format] * spec.channels
+        self._rest = b""
+        self._resample = StreamResampler(spec.rate)
+
+    def __call__(self, data: bytes, last: bool = False) -> np.ndarray:
+        data = self._rest + data
+        usable = len(data) - len(data) % self._frame
+        self._rest, data = data[usable:], data[:usable]
+        fmt = self.spec.format
+        if fmt == "s16le":
+            x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+        elif fmt == "f32le":
+            x = np.frombuffer(data, dtype="<f4").astype(np.float32)
+            if not np.all(np.isfinite(x)):
+                raise AudioError("f32le audio contains NaN or infinity")
+        else:
+            x = _MULAW[np.frombuffer(data, dtype=np.uint8)]
+        if self.spec.channels > 1:
+            x = x.reshape(-1, self.spec.channels)
+        return self._resample(x, last=last)
+
+
+class _Connection:
+    def __init__(self, gateway: Gateway, ws, spec: StreamSpec) -> None:
+        self.gateway, self.ws, self.spec = gateway, ws, spec
+        self.session = uuid.uuid4().hex[:12]
+        peer = ws.remote_address[0] if ws.remote_address else "?"
+        self.source = PushSource(spec.stream_id, f"ws {peer} ({spec.format}, {spec.rate} Hz, {spec.channels} ch)",
+                                 gateway.config.max_buffered_s)
+        self.source.session = self.session
+        self.decoder = FrameDecoder(spec)
+        self.order = ResultOrder(gateway.config.hold_s)
+        self.agreement = LocalAgreement()
+        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=512)
+        self.finals_sent = 0
+        self.subs: list[Any] = []
+        self.cut_off = False
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        if message.get("session") != self.session:
+            return  # this stream id's earlier session (a reconnect) or someone else's
+        self._send_all(self.order.add(message))
+
+    def tick(self) -> None:
+        self._send_all(self.order.expire())
+
+    def _send_all(self, messages: list[dict[str, Any]]) -> None:
+        for m in messages:
+            if m.get("type") == "partial":  # the stable prefix over every partial, whichever worker made it
+                m["stable"], m["unstable"] = self.agreement.update(m["seq"], m["transcript"])
+            else:
+                self.finals_sent += 1
+            self.queue_text(json.dumps(m, separators=(",", ":"), ensure_ascii=False))
+
+    def queue_text(self, text: str | None) -> None:
+        try:
+            self.outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            self.abort("its results piled up unread")
+
+    def abort(self, why: str) -> None:
+        if not self.cut_off:
+            self.cut_off = True
+            self.gateway.counters["cut_off"] += 1
+            log.warning("cut off %s (%s): %s", self.spec.stream_id, self.session, why)
+            self.ws.transport.abort()
+
+    async def send_loop(self) -> None:
+        while True:
+            text = await self.outbox.get()
+            if text is None:
+                return
+            try:
+                async with asyncio.timeout(self.gateway.config.send_timeout_s):
+                    await self.ws.send(text)
+            except TimeoutError:
+                self.abort(f"did not read its results for {self.gateway.config.send_timeout_s:g} s")
+                return
+            except Exception:  # closed under us
+                return
+
+
+class Gateway:
+    """Runs on the NATS link's event loop; the pipeline (ingest only) segments and enqueues."""
+
+    def __init__(self, config: GatewayConfig, link: NatsLink, pipeline) -> None:
+        self.config, self.link, self.pipeline = config, link, pipeline
+        self.connections: dict[str, _Connection] = {}
+        self.counters = {"connections": 0, "refused": 0, "cut_off": 0, "completed": 0}
+        self.server: Any = None
+        self.port: int | None = None
+        self._closing = False
+        pipeline.status_extras = self.status
+
+    def status(self) -> dict[str, Any]:
+        return {"gateway": {"listen": f"{self.config.host}:{self.port}", "open": len(self.connections),
+                            **self.counters}}
+
+    # --- server ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        from websockets.asyncio.server import serve
+
+        c = self.config
+        self.server = await serve(self._handle, c.host, c.port, process_request=self._check_request,
+                                  max_size=c.max_frame_bytes, max_queue=32, ssl=c.ssl_context(),
+                                  ping_interval=20, ping_timeout=20, close_timeout=5)
+        self.port = self.server.sockets[0].getsockname()[1]
+        scheme = "wss" if c.tls_cert else "ws"
+        log.info("gateway on %s://%s:%d%s", scheme, c.host, self.port, PATH)
+
+    def _check_request(self, connection, request):
+        path, _, query = request.path.partition("?")
+        if path != PATH:
+            return connection.respond(http.HTTPStatus.NOT_FOUND, f"the stream endpoint is {PATH}\n")
+        if self.config.token:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            for part in query.split("&"):
+                if part.startswith("token="):
+                    given = part[6:]
+            if not hmac.compare_digest(given.encode(), self.config.token.encode()):
+                self.counters["refused"] += 1
+                response = connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token\n")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+        return None
+
+    async def shutdown(self) -> None:
+        """Stop taking connections; every open stream ends, gets its last results, and is closed 1001."""
+        self._closing = True
+        if self.server is not None:
+            self.server.close(close_connections=False)
+        for conn in list(self.connections.values()):
+            conn.source.end()
+        deadline = time.monotonic() + self.config.result_wait_s
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if self.server is not None:
+            self.server.close()
+            try:
+                async with asyncio.timeout(5):
+                    await self.server.wait_closed()
+            except TimeoutError:
+                pass
+
+    # --- one connection -------------------------------------------------------------------------
+    async def _close(self, ws, code: int, reason: str) -> None:
+        reason = reason.encode()[:123].decode(errors="ignore")
+        try:
+            async with asyncio.timeout(self.config.send_timeout_s):
+                await ws.close(code, reason)
+        except TimeoutError:
+            ws.transport.abort()
+
+    async def _refuse(self, ws, code: int, reason: str) -> None:
+        self.counters["refused"] += 1
+        log.info("refused a stream from %s: %s", ws.remote_address, reason)
+        await self._close(ws, code, reason)
+
+    async def _handle(self, ws) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        c = self.config
+        self.counters["connections"] += 1
+        if self._closing:
+            return await self._refuse(ws, 1001, "gateway shutting down")
+        if len(self.connections) >= c.max_streams:
+            return await self._refuse(ws, 1013, f"gateway at capacity ({c.max_streams} streams); try again later")
+        try:
+            async with asyncio.timeout(c.hello_timeout_s):
+                first = await ws.recv()
+            spec = StreamSpec.parse(first)
+            if spec.stream_id in self.connections:
+                raise StartError(f"stream_id {spec.stream_id!r} is already streaming here")
+        except TimeoutError:
+            return await self._refuse(ws, 1008, f"no start message within {c.hello_timeout_s:g} s")
+        except StartError as exc:
+            return await self._refuse(ws, 1008, str(exc))
+        except ConnectionClosed:
+            return
+        conn = _Connection(self, ws, spec)
+        self.connections[spec.stream_id] = conn
+        try:
+            await self._serve(conn)
+        finally:
+            del self.connections[spec.stream_id]
+            for sub in conn.subs:
+                try:
+                    await sub.unsubscribe()
+                except Exception:
+                    pass
+            await asyncio.to_thread(self._retire, conn)
+
+    def _retire(self, conn: _Connection) -> None:
+        thread = self.pipeline._source_threads.get(conn.spec.stream_id)
+        if thread is not None:
+            thread.join(10)
+        self.pipeline.retire_source(conn.spec.stream_id)
+
+    async def _serve(self, conn: _Connection) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        c, ws, sid = self.config, conn.ws, conn.spec.stream_id
+        nc = self.link.nc
+
+        async def on_result(msg) -> None:
+            try:
+                conn.deliver(json.loads(msg.data))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.debug("ignored a result on %s: %s", msg.subject, exc)
+
+        for topic in ("emotion", "partial"):
+            conn.subs.append(await nc.subscribe(wire.bus_subject(f"{topic}.{sid}"), cb=on_result))
+        self.pipeline.add_source(conn.source)
+        sender = asyncio.create_task(conn.send_loop())
+        ticker = asyncio.create_task(self._tick(conn))
+        conn.queue_text(json.dumps({"type": "ready", "session": conn.session, "stream_id": sid}))
+        code, reason = 1000, "end of stream"
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(c.idle_timeout_s):
+                        frame = await ws.recv()
+                except TimeoutError:
+                    code, reason = 1008, f"no audio for {c.idle_timeout_s:g} s"
+                    break
+                if isinstance(frame, bytes):
+                    try:
+                        block = conn.decoder(frame)
+                    except AudioError as exc:
+                        code, reason = 1008, str(exc)
+                        break
+                    if block.size and not conn.source.push(block):
+                        code, reason = 1013, "overloaded: audio arrives faster than it is segmented"
+                        break
+                    continue
+                try:
+                    kind = json.loads(frame).get("type")
+                except (ValueError, AttributeError):
+                    kind = None
+                if kind == "end":
+                    tail = conn.decoder(b"", last=True)
+                    if tail.size:
+                        conn.source.push(tail)
+                    break
+                code, reason = 1008, 'text messages after the start: only {"type": "end"}'
+                break
+        except ConnectionClosed:
+            code = None  # the client left (or was cut off): what it said is still recognised and published
+        finally:
+            conn.source.end()
+        if code is not None and not conn.cut_off:
+            await self._drain(conn)
+            if code == 1000:
+                self.counters["completed"] += 1
+            if self._closing and code == 1000:
+                code, reason = 1001, "gateway shutting down"
+            conn.queue_text(None)
+            try:
+                async with asyncio.timeout(c.send_timeout_s):
+                    await sender
+            except TimeoutError:
+                conn.abort("did not read its last results")
+            await self._close(ws, code, reason)
+        ticker.cancel()
+        sender.cancel()
+
+    async def _tick(self, conn: _Connection) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            conn.tick()
+
+    async def _drain(self, conn: _Connection) -> None:
+        """Wait until every utterance of the stream has its final (or was counted dropped/failed)."""
+        sid = conn.spec.stream_id
+        deadline = time.monotonic() + self.config.result_wait_s
+        while time.monotonic() < deadline:
+            counts = self.pipeline.stream_counts(sid)
+            if counts and not counts["source_running"] and conn.order.waiting() == 0 \
+                    and conn.finals_sent + counts.get("dropped", 0) >= counts.get("utterances", 0):
+                return
+            await asyncio.sleep(0.05)
+        log.warning("%s: gave up waiting for results after %.0f s", sid, self.config.result_wait_s)
