@@ -171,6 +171,9 @@ def _listen_parser(sub) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no live view (headless); errors still go to stderr")
     p.add_argument("--jsonl", metavar="FILE", default=None, help="also append every result to FILE as JSON lines")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop gracefully after S seconds")
+    p.add_argument("--exit-on-device-loss", action="store_true",
+                   help="end (status 1) when a microphone vanishes; default: publish what it said, report "
+                        "'retrying' in status, and reopen it with backoff (0.5 s doubling to 10 s) until it is back")
     g = p.add_argument_group("segmentation (webrtcvad)")
     g.add_argument("--vad-frame-ms", type=int, default=d.frame_ms, choices=(10, 20, 30),
                    help="VAD frame length (default %(default)s ms)")

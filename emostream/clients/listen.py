@@ -36,6 +36,7 @@ class ListenOptions:
     rate: int | None = None
     channels: int = 1
     stall_timeout_s: float = 3.0
+    retry_device: bool = True  # a vanished microphone is reopened with backoff (False: listen ends, status 1)
 
 
 class UsageError(ValueError):
@@ -106,7 +107,8 @@ def open_source(spec: InputSpec, opts: ListenOptions):
         return FileSource(spec.target, spec.stream_id, realtime=opts.realtime)
     if spec.kind == "stdin":
         return StdinSource(spec.stream_id, rate=opts.rate, channels=opts.channels)
-    return MicrophoneSource(spec.target, spec.stream_id, stall_timeout_s=opts.stall_timeout_s)
+    return MicrophoneSource(spec.target, spec.stream_id, stall_timeout_s=opts.stall_timeout_s,
+                            retry=opts.retry_device)
 
 
 def load_recognizer(args):

@@ -68,6 +68,7 @@ class StopOnSignal:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    from emostream.cluster.link import BusError
     from emostream.clients.listen import load_recognizer
     from emostream.cluster.nats_queue import NatsWorkQueue
     from emostream.cluster.nats_sink import NatsSink
@@ -92,7 +93,11 @@ def run_worker(args: argparse.Namespace) -> int:
             say("worker", f"cannot load the models: {exc}")
             return 2
         try:
-            queue = NatsWorkQueue(link, bus, role="consume", partials=not args.no_partials)
+            try:
+                queue = NatsWorkQueue(link, bus, role="consume", partials=not args.no_partials)
+            except BusError as exc:
+                say("worker", str(exc))
+                return 2
             sink = NatsSink(link, name)
             pipeline = Pipeline(recognizer, [], [], PipelineConfig(workers=args.concurrency, worker_id=name,
                                                                    role="worker",
@@ -110,6 +115,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
+    from emostream.cluster.link import BusError
     from emostream.cluster.gateway import Gateway, GatewayConfig
     from emostream.cluster.nats_queue import NatsWorkQueue
     from emostream.cluster.nats_sink import NatsSink
@@ -137,7 +143,11 @@ def run_gateway(args: argparse.Namespace) -> int:
     if link is None:
         return 2
     try:
-        queue = NatsWorkQueue(link, bus, role="produce", partials=args.partial_interval > 0)
+        try:
+            queue = NatsWorkQueue(link, bus, role="produce", partials=args.partial_interval > 0)
+        except BusError as exc:
+            say("gateway", str(exc))
+            return 2
         sink = NatsSink(link, name)
         pipeline = Pipeline(None, [], [], PipelineConfig(segmenter=seg, role="gateway",
                                                          status_interval_s=args.status_interval),

@@ -46,7 +46,7 @@ def run_listen(args: argparse.Namespace) -> int:
     from emostream.streaming.sources import SourceError, resolve_input_device
 
     opts = ListenOptions(inputs=args.input, devices=args.device, realtime=not args.fast, rate=args.rate,
-                         channels=args.channels)
+                         channels=args.channels, retry_device=not args.exit_on_device_loss)
     try:
         specs = parse_inputs(opts)
         config = PipelineConfig(
@@ -107,7 +107,9 @@ def _run_edge(args, specs, opts, sources, sinks, publisher, config) -> int:
     from rich.console import Console
 
     from emostream.clients.run_cluster import bus_config, connect
+    from emostream.cluster.link import BusError
     from emostream.cluster.nats_queue import NatsWorkQueue
+
     try:
         bus = bus_config(args)
     except ValueError as exc:
@@ -116,7 +118,10 @@ def _run_edge(args, specs, opts, sources, sinks, publisher, config) -> int:
     if link is None:
         return _fail("no bus, nothing to do", *sources.values(), *sinks, publisher)
     try:
-        queue = NatsWorkQueue(link, bus, role="produce", partials=args.partial_interval > 0)
+        try:
+            queue = NatsWorkQueue(link, bus, role="produce", partials=args.partial_interval > 0)
+        except BusError as exc:
+            return _fail(str(exc), *sources.values(), *sinks, publisher)
         config = dataclasses.replace(config, role="edge")
         console = Console()
         live_view = not args.quiet and console.is_terminal
@@ -162,7 +167,7 @@ def _start(args, specs, opts, sources, sinks, publisher, recognizer, console, li
     if link is not None:  # edge: the workers' results for our streams come back to our sinks
         from emostream.cluster.relay import ResultRelay
 
-        relay = ResultRelay(link, queue.session, [s.stream_id for s in ordered], pipeline._emit)
+        relay = ResultRelay(link, queue.session, [s.stream_id for s in ordered], pipeline.relay)
         link.call(relay.start())
 
         def expected() -> int:

@@ -69,6 +69,7 @@ class NatsLink:
         self.js: Any = None
         self.counters = {"disconnects": 0, "reconnects": 0, "errors": 0}
         self.connected = threading.Event()
+        self._closing = False
         try:
             self.call(self._connect(), timeout=options.connect_timeout_s + 1)
         except BaseException:
@@ -88,6 +89,8 @@ class NatsLink:
 
         async def on_disconnected() -> None:
             self.connected.clear()
+            if self._closing:
+                return
             self.counters["disconnects"] += 1
             log.warning("lost the NATS server %s; reconnecting", self.options.url)
 
@@ -120,11 +123,13 @@ class NatsLink:
 
     def close(self) -> None:
         """Flush what was published and disconnect; safe to call twice."""
+        self._closing = True
         if self.nc is not None and not self.nc.is_closed:
             try:
-                self.call(self.nc.drain(), timeout=10)
+                self.call(asyncio.wait_for(self.nc.drain(), 5), timeout=6)
             except Exception as exc:
                 log.debug("nats drain: %s", exc)
+            if not self.nc.is_closed:
                 try:
                     self.call(self.nc.close(), timeout=5)
                 except Exception:
@@ -132,6 +137,19 @@ class NatsLink:
         self._stop_loop()
 
     def _stop_loop(self) -> None:
-        if self.loop.is_running():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(5)
+        """Cancel what still runs on the loop (send loops, tickers), then stop it."""
+        if not self.loop.is_running():
+            return
+
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            self.call(cancel_all(), timeout=5)
+        except Exception as exc:
+            log.debug("cancelling tasks: %s", exc)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)

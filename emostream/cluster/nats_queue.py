@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from emostream.cluster import wire
-from emostream.cluster.link import NatsLink
+from emostream.cluster.link import BusError, NatsLink
 from emostream.streaming.frames import SpeechEvent, Utterance
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,11 @@ class NatsWorkQueue:
         self._subs: dict[int, tuple[Any, Any]] = {}  # thread id -> (finals, early) pull subscriptions
         self._closed = False
         self._sending = False
-        link.call(wire.ensure_streams(link.js, config))
+        try:
+            link.call(wire.ensure_streams(link.js, config, consumer=role == "consume"))
+        except Exception as exc:  # no JetStream on that server, no permission, a timeout
+            raise BusError(f"cannot set up the JetStream work queue on {link.options.url}: "
+                           f"{exc or type(exc).__name__} (is JetStream on? nats-server -js …)") from exc
         if role == "produce":
             self._outbox: asyncio.Queue = link.call(self._make_outbox())
             self._sender = link.spawn(self._send_loop())
@@ -180,9 +184,13 @@ class NatsWorkQueue:
 
     async def _get(self, key: int, timeout: float) -> Utterance | SpeechEvent | None:
         finals, early = await self._subscriptions(key)
-        msg = await self._fetch(finals, timeout if early is None else min(timeout, 0.2))
-        if msg is not None:
-            return await self._take_final(msg)
+        while True:
+            msg = await self._fetch(finals, timeout if early is None else min(timeout, 0.2))
+            if msg is None:
+                break
+            utterance = await self._take_final(msg)
+            if utterance is not None:
+                return utterance  # None: it was stale or foreign and is gone; the next one
         if early is not None:
             msg = await self._fetch(early, 0.02)
             if msg is not None:

@@ -111,10 +111,18 @@ def decode(payload: bytes, headers: dict[str, str] | None, delivery: int = 1) ->
         raise WireError(f"not an emostream utterance: {exc}") from exc
 
 
-async def ensure_streams(js, config: BusConfig) -> None:
-    """Create the streams and consumers, or bring an existing deployment to this config."""
-    from nats.js.api import (AckPolicy, ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType,
-                             StreamConfig)
+async def ensure_streams(js, config: BusConfig, consumer: bool = False) -> None:
+    """Create the streams and consumers where missing. The workers own the consumer's settings
+    (``consumer=True``: their ack wait and max deliveries are applied); a producer started with
+    other defaults does not change them."""
+    from nats.js.api import (
+        AckPolicy,
+        ConsumerConfig,
+        DiscardPolicy,
+        RetentionPolicy,
+        StorageType,
+        StreamConfig,
+    )
     from nats.js.errors import BadRequestError, NotFoundError
 
     streams = [
@@ -129,12 +137,19 @@ async def ensure_streams(js, config: BusConfig) -> None:
     for sc in streams:
         try:
             await js.stream_info(sc.name)
-            await js.update_stream(sc)
         except NotFoundError:
-            await js.add_stream(sc)
-        except BadRequestError as exc:  # e.g. retention cannot change: say what to do
-            raise RuntimeError(f"JetStream stream {sc.name} exists with an incompatible configuration ({exc}); "
-                               f"delete it (nats stream rm {sc.name}) or use another server") from exc
+            try:
+                await js.add_stream(sc)
+            except BadRequestError:  # another process made it meanwhile
+                pass
+    if not consumer:
+        for stream, name in ((UTT_STREAM, WORKERS), (EARLY_STREAM, EARLY_WORKERS)):
+            try:
+                await js.consumer_info(stream, name)
+            except NotFoundError:
+                break
+        else:
+            return
     await js.add_consumer(UTT_STREAM, ConsumerConfig(
         durable_name=WORKERS, ack_policy=AckPolicy.EXPLICIT, ack_wait=config.ack_wait_s,
         max_deliver=config.max_deliver, max_ack_pending=1000))

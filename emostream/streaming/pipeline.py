@@ -43,7 +43,7 @@ from emostream.streaming.audio import AudioError, validate_waveform
 from emostream.streaming.frames import SpeechEvent, Utterance
 from emostream.streaming.queues import DropOldestQueue
 from emostream.streaming.segmenter import Segmenter, SegmenterConfig
-from emostream.streaming.sources.base import AudioSource, SourceError
+from emostream.streaming.sources.base import AudioSource, SourceError, SourceInterrupted
 from emostream.streaming.stats import PipelineStats
 
 log = logging.getLogger(__name__)
@@ -287,12 +287,18 @@ class Pipeline:
         segmenter = self.segmenters[source.stream_id]
         try:
             live = getattr(source, "live", True)
-            for chunk in source.chunks(self._stop):
-                for item in segmenter.feed_events(chunk):
-                    if isinstance(item, Utterance):
-                        self._enqueue(item, live)
-                    elif live:  # a file read as fast as possible gains nothing from early work
-                        self._early(item)
+            while True:
+                try:
+                    for chunk in source.chunks(self._stop):
+                        for item in segmenter.feed_events(chunk):
+                            if isinstance(item, Utterance):
+                                self._enqueue(item, live)
+                            elif live:  # a file read as fast as possible gains nothing from early work
+                                self._early(item)
+                    break
+                except SourceInterrupted as exc:  # a vanished microphone: keep what it said, wait for it
+                    if not self._wait_for_source(source, segmenter, exc, live):
+                        break
             self.stats.set_state(source.stream_id, "ended")
         except SourceError as exc:
             self.errors.append(str(exc))
@@ -306,6 +312,19 @@ class Pipeline:
             for utterance in segmenter.flush():
                 self._enqueue(utterance, getattr(source, "live", True))
             source.close()
+
+    def _wait_for_source(self, source: AudioSource, segmenter: Segmenter, exc: SourceError, live: bool) -> bool:
+        for utterance in segmenter.flush():  # the audio up to the loss is published
+            self._enqueue(utterance, live)
+        self._void_speculation(source.stream_id)
+        source.count("interruptions")
+        self.stats.set_state(source.stream_id, "retrying", str(exc))
+        log.warning("%s; retrying until it is back (--exit-on-device-loss to stop instead)", exc)
+        if not source.reopen(self._stop):
+            return False
+        self.stats.set_state(source.stream_id, "running")
+        log.warning("%s is back", source.description)
+        return True
 
     # --- early work: speculative finals and partials -----------------------------------------
     def _early(self, event: SpeechEvent) -> None:
@@ -514,6 +533,15 @@ class Pipeline:
             self._emit(partial_topic(sid), partial_message(so_far, done.result, stable, unstable, timings,
                                                            published_at=time.time()))
         self.stats.bump(sid, "partials")
+
+    def relay(self, topic: str, message: dict[str, Any]) -> None:
+        """A result recognized elsewhere (edge mode: a worker on the bus) for one of our streams."""
+        self._emit(topic, message)
+        if message.get("type") == "emotion":
+            self.stats.bump(message["stream_id"], "published")
+            self.stats.record(message.get("timings_ms", {}))
+        elif message.get("type") == "partial":
+            self.stats.bump(message["stream_id"], "partials")
 
     def _emit(self, topic: str, message: dict[str, Any]) -> None:
         with self._emit_lock:  # keeps sinks seeing messages in one order

@@ -65,10 +65,13 @@ class PipelineStats:
             self.streams[stream_id].counts[field] += n
 
     def set_state(self, stream_id: str, state: str, error: str | None = None) -> None:
+        """``error`` stays reported until the stream is running again (a microphone that came back)."""
         with self.lock:
             self.streams[stream_id].state = state
             if error:
                 self.streams[stream_id].error = error
+            elif state == "running":
+                self.streams[stream_id].error = None
 
     def record(self, timings_ms: dict[str, float]) -> None:
         with self.lock:

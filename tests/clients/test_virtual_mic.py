@@ -70,7 +70,8 @@ def test_listen_on_the_virtual_microphone_publishes_one_result_per_sentence(virt
 
 
 def test_a_microphone_that_disappears_ends_listen_with_a_clear_message(virtual_mic, dialogue, endpoint, tmp_path):
-    """A private PulseAudio server is killed under a running `listen`: clean exit 1, no hang."""
+    """With --exit-on-device-loss, a private PulseAudio server killed under a running `listen`:
+    clean exit 1, no hang."""
     env = {**os.environ, "PULSE_RUNTIME_PATH": str(tmp_path / "pulse")}
     started = subprocess.run(["pulseaudio", "-D", "-n", "--exit-idle-time=-1",
                               "--load=module-null-sink sink_name=gone", "--load=module-native-protocol-unix"],
@@ -80,8 +81,8 @@ def test_a_microphone_that_disappears_ends_listen_with_a_clear_message(virtual_m
     try:
         with Subscriber(endpoint, status=True, timeout_s=120) as sub:
             proc = subprocess.Popen([*CLI, "listen", "--quiet", "--publish", endpoint, "--status-interval", "0.5",
-                                     "--threads", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    env=env)
+                                     "--threads", "2", "--exit-on-device-loss"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=env)
             wait_for_status(sub)
             subprocess.run(["pulseaudio", "-k"], env=env, timeout=30)
             out, err = proc.communicate(timeout=60)
@@ -89,6 +90,50 @@ def test_a_microphone_that_disappears_ends_listen_with_a_clear_message(virtual_m
         subprocess.run(["pulseaudio", "-k"], env=env, capture_output=True, timeout=30)
     assert proc.returncode == 1, err
     assert "stopped delivering audio" in err and "Traceback" not in err
+
+
+def _private_pulse(env) -> subprocess.CompletedProcess:
+    return subprocess.run(["pulseaudio", "-D", "-n", "--exit-idle-time=-1", "--load=module-null-sink sink_name=gone",
+                           "--load=module-native-protocol-unix"], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_a_microphone_that_vanishes_is_retried_and_listen_carries_on(virtual_mic, dialogue, endpoint, tmp_path):
+    """The default: the sound server dies under `listen`; status says 'retrying' and the process
+    stays up; the server comes back, the microphone is reopened, and speech is recognized again."""
+    env = {**os.environ, "PULSE_RUNTIME_PATH": str(tmp_path / "pulse")}
+    if _private_pulse(env).returncode != 0:
+        pytest.skip("could not start a second PulseAudio server")
+    proc = None
+    try:
+        with Subscriber(endpoint, status=True, timeout_s=120) as sub:
+            proc = subprocess.Popen([*CLI, "listen", "--quiet", "--publish", endpoint, "--status-interval", "0.5",
+                                     "--threads", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=env)
+            wait_for_status(sub)
+            subprocess.run(["pulseaudio", "-k"], env=env, timeout=30)
+            deadline = time.monotonic() + 30
+            while (status := wait_for_status(sub)).streams["mic"]["state"] != "retrying":
+                assert time.monotonic() < deadline, "status never said retrying"
+            assert "stopped delivering audio" in status.streams["mic"]["error"] and proc.poll() is None
+            assert _private_pulse(env).returncode == 0
+            while (status := wait_for_status(sub)).streams["mic"]["state"] != "running":
+                assert time.monotonic() < deadline + 30, "the microphone never came back"
+            assert status.streams["mic"]["source_counters"]["reopened"] == 1
+            assert status.streams["mic"]["error"] is None
+            subprocess.run(["paplay", "--device=gone", str(dialogue.path)], env=env, check=True, timeout=120)
+            events, deadline = [], time.monotonic() + 60
+            while len(events) < len(dialogue.sentences) and time.monotonic() < deadline:
+                event = sub.recv(timeout_s=60)
+                if isinstance(event, EmotionEvent):
+                    events.append(event)
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        subprocess.run(["pulseaudio", "-k"], env=env, capture_output=True, timeout=30)
+    assert proc.returncode == 0, err
+    assert "retrying until it is back" in err and "is back" in err and "Traceback" not in err
+    assert len(events) == len(dialogue.sentences), [e.transcript for e in events]
 
 
 def test_a_reader_that_falls_behind_loses_counted_blocks_not_the_callback(virtual_mic):

@@ -15,6 +15,10 @@ class SourceError(RuntimeError):
     """A source that cannot start or has stopped for good; the message is one line for the user."""
 
 
+class SourceInterrupted(SourceError):
+    """The device went away, and the source may get it back: the pipeline calls ``reopen``."""
+
+
 class AudioSource(ABC):
     """Subclasses produce 16 kHz mono float32 blocks; this class numbers them on the stream clock.
 
@@ -44,6 +48,10 @@ class AudioSource(ABC):
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
+
+    def reopen(self, stop: threading.Event) -> bool:
+        """After SourceInterrupted: try to get the device back until ``stop``; True when it is back."""
+        return False
 
     def close(self) -> None:
         """Release the device or file; safe to call twice."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from emostream.streaming.audio import AudioError
 from emostream.streaming.resample import StreamResampler
-from emostream.streaming.sources.base import AudioSource, SourceError
+from emostream.streaming.sources.base import AudioSource, SourceError, SourceInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +85,27 @@ class MicrophoneSource(AudioSource):
     kind = "microphone"
 
     def __init__(self, device: str | int | None, stream_id: str, block_ms: int = 20, queue_seconds: float = 2.0,
-                 stall_timeout_s: float = 3.0, samplerate: int | None = None) -> None:
+                 stall_timeout_s: float = 3.0, samplerate: int | None = None, retry: bool = False,
+                 max_backoff_s: float = 10.0) -> None:
+        """``retry``: a device that vanishes raises SourceInterrupted (the pipeline then calls
+        ``reopen``, which retries with backoff up to ``max_backoff_s``) instead of SourceError."""
+        self._spec, self._samplerate, self._block_ms = device, samplerate, block_ms
+        self.retry, self.max_backoff_s = retry, max_backoff_s
+        self.stall_timeout_s = stall_timeout_s
+        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(4, int(queue_seconds * 1000 / block_ms)))
         dev = resolve_input_device(device)
         super().__init__(stream_id, f"microphone {dev['index']}: {dev['name']}")
+        self._open(dev)
+
+    def _open(self, dev: dict[str, Any]) -> None:
         self.device = dev
-        self.rate = int(samplerate or dev["default_samplerate"])
+        self.description = f"microphone {dev['index']}: {dev['name']}"
+        self.rate = int(self._samplerate or dev["default_samplerate"])
         try:
             self._resample = StreamResampler(self.rate)
         except AudioError as exc:
             raise SourceError(f"{self.description}: {exc}") from exc
-        self.stall_timeout_s = stall_timeout_s
-        blocksize = max(1, int(self.rate * block_ms / 1000))
-        self._queue: queue.Queue[np.ndarray] = queue.Queue(maxsize=max(4, int(queue_seconds * 1000 / block_ms)))
+        blocksize = max(1, int(self.rate * self._block_ms / 1000))
         self._finished = threading.Event()
         sd = _sounddevice()
         try:
@@ -105,8 +114,28 @@ class MicrophoneSource(AudioSource):
                                           finished_callback=self._finished.set)
             self._stream.start()
         except (sd.PortAudioError, ValueError) as exc:
+            self._stream = None
             raise SourceError(f"cannot open {self.description} at {self.rate} Hz: {exc}") from exc
         log.info("recording from %s at %d Hz", self.description, self.rate)
+
+    def reopen(self, stop: threading.Event) -> bool:
+        """Open the same device again (same index, name or default), waiting 0.5, 1, 2 … s between
+        tries; returns False if ``stop`` came first."""
+        self.close()
+        backoff = 0.5
+        while not stop.wait(backoff):
+            self.count("reopen_attempts")
+            try:
+                self._open(resolve_input_device(self._spec))
+            except SourceError as exc:
+                log.debug("reopening: %s", exc)
+                backoff = min(self.max_backoff_s, backoff * 2)
+                continue
+            while not self._queue.empty():  # nothing from before the loss leaks into the new stream
+                self._queue.get_nowait()
+            self.count("reopened")
+            return True
+        return False
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         # Runs on PortAudio's thread: copy and hand over, nothing else.
@@ -128,8 +157,9 @@ class MicrophoneSource(AudioSource):
                     if self._finished.is_set() or silent_for > self.stall_timeout_s:
                         why = "the stream was closed" if self._finished.is_set() else \
                             f"no audio for {silent_for:.1f} s"
-                        raise SourceError(f"{self.description} stopped delivering audio ({why}); "
-                                          "was it unplugged or did the sound server stop?") from None
+                        message = f"{self.description} stopped delivering audio ({why}); " \
+                                  "was it unplugged or did the sound server stop?"
+                        raise (SourceInterrupted if self.retry else SourceError)(message) from None
                     continue
                 last_audio = time.monotonic()
                 yield self._resample(block)

@@ -1,0 +1,146 @@
+"""The JetStream work queue's semantics on a real nats-server, and the pieces around it (no models)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from emostream.cluster import wire
+from emostream.cluster.gateway import FrameDecoder, StartError, StreamSpec
+from emostream.cluster.link import BusError, NatsLink, NatsOptions
+from emostream.cluster.nats_queue import NatsWorkQueue
+from emostream.cluster.ordering import ResultOrder
+from emostream.streaming.frames import SpeechEvent, Utterance
+
+
+def _utt(seq: int, sid: str = "s", age_s: float = 0.0, n: int = 8000) -> Utterance:
+    rng = np.random.default_rng(seq)
+    return Utterance(stream_id=sid, seq=seq, start_s=seq * 1.0, end_s=seq * 1.0 + n / 16000,
+                     samples=(0.1 * rng.standard_normal(n)).astype(np.float32), closed_wall=time.time() - age_s,
+                     closed_perf=time.perf_counter() - age_s)
+
+
+def test_wire_round_trip_keeps_audio_and_metadata():
+    u = _utt(3, "call.17")
+    payload, headers = wire.encode(u.__class__(**{**u.__dict__, "session": "abc"}))
+    assert headers["Nats-Msg-Id"] == "abc:call.17:3"
+    kind, back = wire.decode(payload, headers, delivery=2)
+    assert kind == "final" and back.session == "abc" and back.delivery == 2 and back.seq == 3
+    assert np.max(np.abs(back.samples - u.samples)) < 1 / 16000  # int16 on the wire
+    assert abs((time.perf_counter() - back.closed_perf) - (time.time() - u.closed_wall)) < 0.05
+    with pytest.raises(wire.WireError):
+        wire.decode(b"\x00\x01", {"Emostream-Utterance": '{"v": 99, "rate": 16000}'})
+    with pytest.raises(wire.WireError):
+        wire.decode(b"\x00\x01", None)
+
+
+def test_result_order_releases_in_order_once_and_late_ones_once():
+    o = ResultOrder(hold_s=2.0)
+
+    def m(seq, kind="emotion", audio=1.0):
+        return {"type": kind, "stream_id": "a", "seq": seq, "session": "s", "audio_s": audio}
+
+    seqs = lambda out: [x["seq"] for x in out]  # noqa: E731
+    assert seqs(o.add(m(2), now=0)) == []  # waits for 1
+    assert seqs(o.add(m(1), now=0.1)) == [1, 2]
+    assert seqs(o.add(m(2), now=0.2)) == []  # a redelivered duplicate
+    assert seqs(o.add(m(3, "partial"), now=0.3)) == [3]
+    assert seqs(o.add(m(3, "partial", 0.5), now=0.3)) == []  # older than the last partial
+    assert seqs(o.add(m(4), now=1.0)) == []  # 3 is missing (dropped? a dead worker?)
+    assert seqs(o.expire(now=2.5)) == [] and seqs(o.expire(now=3.1)) == [4]
+    assert seqs(o.add(m(3), now=4.0)) == [3]  # late, still once
+    assert seqs(o.add(m(3), now=4.1)) == []
+    assert seqs(o.add(m(1, "partial"), now=4.2)) == []  # its final went out long ago
+    assert o.counters["duplicates"] == 2 and o.counters["late"] == 1 and o.counters["gaps"] == 1
+    other = {"type": "emotion", "stream_id": "a", "seq": 1, "session": "t"}  # a new session starts at 1
+    assert seqs(o.add(other)) == [1]
+
+
+def test_start_message_and_frame_decoding():
+    assert StreamSpec.parse('{"stream_id": "c1", "rate": 8000, "format": "mulaw"}').channels == 1
+    with pytest.raises(StartError, match="stream_id"):
+        StreamSpec.parse('{"stream_id": "../x", "rate": 8000}')
+    # s16le stereo at 48 kHz, a sample split across frames: nothing lost, downmixed, resampled
+    spec = StreamSpec("c", 48000, "s16le", 2)
+    t = np.arange(48000) / 48000
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    pcm = (np.stack([tone, tone], axis=1) * 32767).astype("<i2").tobytes()
+    dec = FrameDecoder(spec)
+    out = np.concatenate([dec(pcm[i:i + 1001]) for i in range(0, len(pcm), 1001)] + [dec(b"", last=True)])
+    assert abs(len(out) - 16000) <= 32 and 0.3 < np.abs(out[2000:14000]).max() < 0.55
+    # G.711 u-law: a few reference codes (ITU-T G.711 table) and a full-scale tone
+    mu = FrameDecoder(StreamSpec("m", 16000, "mulaw", 1))
+    decoded = mu(bytes([0xFF, 0x7F, 0x80, 0x00]))
+    assert decoded[0] == 0 and decoded[1] == 0 and decoded[2] > 0.97 and decoded[3] < -0.97
+
+
+@pytest.fixture(scope="module")
+def link(nats_server):
+    link = NatsLink(NatsOptions(url=nats_server.url, name="queue-test"))
+    yield link
+    link.close()
+
+
+def _drain(q: NatsWorkQueue) -> None:
+    while (item := q.get(timeout=0.3)) is not None:
+        if isinstance(item, Utterance):
+            q.task_done(item, "published")
+
+
+def test_failed_utterance_is_retried_then_counted_failed(link):
+    config = wire.BusConfig(ack_wait_s=5.0, max_deliver=2)
+    producer = NatsWorkQueue(link, config, role="produce", session="retry")
+    consumer = NatsWorkQueue(link, config, role="consume", partials=False)
+    _drain(consumer)
+    producer.put(_utt(1))
+    assert producer.flush(5)
+    first = consumer.get(timeout=2)
+    assert isinstance(first, Utterance) and first.delivery == 1 and not consumer.is_last_try(first)
+    consumer.task_done(first, "failed")  # nak: another try
+    second = consumer.get(timeout=3)
+    assert second is not None and second.seq == 1 and second.delivery == 2 and consumer.is_last_try(second)
+    consumer.task_done(second, "failed")  # the last try: terminated, not redelivered
+    assert consumer.get(timeout=1.5) is None
+    assert consumer.counters["naks"] == 1 and consumer.counters["terminated"] == 1
+    # a repeated publish (a reconnect) is stored once
+    producer.put(_utt(2))
+    producer.put(_utt(2))
+    assert producer.flush(5)
+    got = [consumer.get(timeout=1.0) for _ in range(2)]
+    assert [u.seq for u in got if u is not None] == [2] and producer.counters["duplicates"] == 1
+    consumer.task_done(got[0], "published")
+
+
+def test_stale_utterances_are_dropped_and_counted_and_partials_wait_for_finals(link):
+    config = wire.BusConfig(max_lag_s=1.0)
+    producer = NatsWorkQueue(link, config, role="produce", session="lag")
+    consumer = NatsWorkQueue(link, config, role="consume", partials=True)
+    _drain(consumer)
+    dropped = []
+    consumer.on_drop = lambda u, why: dropped.append((u.seq, why))
+    producer.put(_utt(1, age_s=5.0))  # already 5 s old when it reaches a worker
+    producer.put(_utt(2))
+    assert producer.flush(5)
+    time.sleep(1.2)  # and utterance 2 is now older than max_lag too: the backlog drains to the present
+    assert consumer.get(timeout=1) is None
+    assert [s for s, _ in dropped] == [1, 2] and all("max-lag" in why for _, why in dropped)
+    assert consumer.counters["terminated"] == 2
+
+    class Job:
+        kind, utterance = "partial", _utt(3, n=4000)
+
+    producer.offer("s", Job())
+    producer.put(_utt(4))
+    assert producer.flush(5)
+    time.sleep(0.2)
+    first, second = consumer.get(timeout=1), consumer.get(timeout=1)
+    assert isinstance(first, Utterance) and first.seq == 4  # the final first
+    assert isinstance(second, SpeechEvent) and second.kind == "progress" and second.seq == 3
+    consumer.task_done(first, "published")
+
+
+def test_unreachable_server_is_a_clear_error():
+    with pytest.raises(BusError, match="cannot reach the NATS server"):
+        NatsLink(NatsOptions(url="nats://127.0.0.1:9", connect_timeout_s=1.0))
