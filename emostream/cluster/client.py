@@ -27,6 +27,7 @@ class StreamResult:
     partials: list[dict[str, Any]] = field(default_factory=list)
     close_code: int | None = None
     close_reason: str = ""
+    summary: dict[str, Any] | None = None  # the gateway's account: utterances, finals, dropped, failed, missing
 
 
 async def stream_audio(url: str, audio: np.ndarray, rate: int, stream_id: str, realtime: bool = True,
@@ -53,6 +54,8 @@ async def stream_audio(url: str, audio: np.ndarray, rate: int, stream_id: str, r
                         result.partials.append(m)
                     elif m.get("type") == "emotion":
                         result.finals.append(m)
+                    elif m.get("type") == "end":
+                        result.summary = m
                     if on_message is not None:
                         on_message(m)
             except ConnectionClosed:

@@ -153,12 +153,15 @@ class _Connection:
         self.agreement = LocalAgreement()
         self.outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=512)
         self.finals_sent = 0
+        self.gone: dict[int, str] = {}  # seq -> dropped | failed, as the workers said
         self.subs: list[Any] = []
         self.cut_off = False
 
     def deliver(self, message: dict[str, Any]) -> None:
         if message.get("session") != self.session:
             return  # this stream id's earlier session (a reconnect) or someone else's
+        if message.get("type") == "gone":  # a worker dropped it or gave up: no result will come
+            self.gone.setdefault(int(message["seq"]), message.get("outcome", "dropped"))
         self._send_all(self.order.add(message))
 
     def tick(self) -> None:
@@ -328,7 +331,7 @@ class Gateway:
             except (ValueError, KeyError, TypeError) as exc:
                 log.debug("ignored a result on %s: %s", msg.subject, exc)
 
-        for topic in ("emotion", "partial"):
+        for topic in ("emotion", "partial", "gone"):
             conn.subs.append(await nc.subscribe(wire.bus_subject(f"{topic}.{sid}"), cb=on_result))
         self.pipeline.add_source(conn.source)
         sender = asyncio.create_task(conn.send_loop())
@@ -370,6 +373,7 @@ class Gateway:
             conn.source.end()
         if code is not None and not conn.cut_off:
             await self._drain(conn)
+            conn.queue_text(json.dumps(self._summary(conn)))
             if code == 1000:
                 self.counters["completed"] += 1
             if self._closing and code == 1000:
@@ -384,6 +388,17 @@ class Gateway:
         ticker.cancel()
         sender.cancel()
 
+    def _summary(self, conn: _Connection) -> dict[str, Any]:
+        """The stream's account, sent before the close: every utterance is a final, dropped or failed
+        (or still missing when the wait ran out: ``missing``)."""
+        counts = self.pipeline.stream_counts(conn.spec.stream_id)
+        utterances = counts.get("utterances", 0)
+        dropped = counts.get("dropped", 0) + sum(1 for v in conn.gone.values() if v == "dropped")
+        failed = sum(1 for v in conn.gone.values() if v == "failed")
+        return {"type": "end", "stream_id": conn.spec.stream_id, "session": conn.session, "utterances": utterances,
+                "finals": conn.finals_sent, "dropped": dropped, "failed": failed,
+                "missing": max(0, utterances - conn.finals_sent - dropped - failed)}
+
     async def _tick(self, conn: _Connection) -> None:
         while True:
             await asyncio.sleep(0.2)
@@ -396,7 +411,7 @@ class Gateway:
         while time.monotonic() < deadline:
             counts = self.pipeline.stream_counts(sid)
             if counts and not counts["source_running"] and conn.order.waiting() == 0 \
-                    and conn.finals_sent + counts.get("dropped", 0) >= counts.get("utterances", 0):
+                    and conn.finals_sent + counts.get("dropped", 0) + len(conn.gone) >= counts.get("utterances", 0):
                 return
             await asyncio.sleep(0.05)
         log.warning("%s: gave up waiting for results after %.0f s", sid, self.config.result_wait_s)

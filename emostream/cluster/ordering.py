@@ -6,7 +6,9 @@ and in parallel (seq 5 may finish before seq 4). A ``ResultOrder`` per consumer 
 ahead of a missing one waits up to ``hold_s`` for it (the missing one may have been dropped,
 failed, or be coming back from a dead worker after ``ack_wait``), then goes out anyway. A result
 that arrives after a later one was released still goes out once (late, never lost). Partials go out
-at once, unless their utterance's final was already released or a newer partial was.
+at once, unless their utterance's final was already released or a newer partial was. A ``gone``
+notice (a worker dropped the utterance or gave up on it) fills its seq without output, so nothing
+waits ``hold_s`` for a result that will not come.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class ResultOrder:
     def __init__(self, hold_s: float = 2.0) -> None:
         self.hold_s = hold_s
         self._streams: dict[tuple, _Stream] = {}
-        self.counters = {"released": 0, "duplicates": 0, "late": 0, "gaps": 0, "stale_partials": 0}
+        self.counters = {"released": 0, "duplicates": 0, "late": 0, "gaps": 0, "stale_partials": 0, "gone": 0}
 
     def add(self, message: dict[str, Any], now: float | None = None) -> list[dict[str, Any]]:
         """Take one result; return what may go out now, in order."""
@@ -45,6 +47,13 @@ class ResultOrder:
         if seq in st.held or (seq < st.next_seq and seq not in st.skipped):
             self.counters["duplicates"] += 1
             return []
+        if message.get("type") == "gone":  # dropped or failed: no result will come, nothing to wait for
+            self.counters["gone"] += 1
+            if seq < st.next_seq:
+                st.skipped.discard(seq)
+                return []
+            st.held[seq] = (None, now)
+            return self._release(st, now)
         if seq < st.next_seq:  # given up on when a later one went out: late, but once
             st.skipped.discard(seq)
             self.counters["late"] += 1
@@ -57,9 +66,11 @@ class ResultOrder:
         out = []
         while True:
             if st.next_seq in st.held:
-                out.append(st.held.pop(st.next_seq)[0])
+                message = st.held.pop(st.next_seq)[0]
+                if message is not None:
+                    out.append(message)
                 st.next_seq += 1
-            elif st.held and now - min(t for _, t in st.held.values()) >= self.hold_s:
+            elif st.held and now - min(t for _, t in st.held.values()) >= self.hold_s:  # noqa: SIM102
                 first = min(st.held)
                 self.counters["gaps"] += first - st.next_seq
                 st.skipped.update(range(st.next_seq, first))
@@ -81,7 +92,7 @@ class ResultOrder:
         return out
 
     def waiting(self) -> int:
-        return sum(len(st.held) for st in self._streams.values())
+        return sum(1 for st in self._streams.values() for m, _ in st.held.values() if m is not None)
 
     def forget(self, session: str | None, stream_id: str) -> None:
         self._streams.pop((session, stream_id), None)

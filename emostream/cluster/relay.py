@@ -30,12 +30,13 @@ class ResultRelay:
         self.stream_ids = list(stream_ids)
         self.order = ResultOrder(hold_s)
         self.finals = 0
+        self.gone = 0  # dropped or failed on a worker
         self._subs: list[Any] = []
         self._ticker: asyncio.Task | None = None
 
     async def start(self) -> None:
         for sid in self.stream_ids:
-            for topic in ("emotion", "partial"):
+            for topic in ("emotion", "partial", "gone"):
                 self._subs.append(await self.link.nc.subscribe(wire.bus_subject(f"{topic}.{sid}"), cb=self._on))
         self._ticker = asyncio.create_task(self._tick())
 
@@ -43,6 +44,8 @@ class ResultRelay:
         try:
             message = json.loads(msg.data)
             if message.get("session") == self.session:
+                if message.get("type") == "gone":
+                    self.gone += 1
                 self._out(self.order.add(message))
         except (ValueError, KeyError, TypeError) as exc:
             log.debug("ignored a result on %s: %s", msg.subject, exc)
@@ -63,9 +66,9 @@ class ResultRelay:
     def wait(self, expected: Callable[[], int], timeout_s: float) -> bool:
         """Block until ``expected()`` finals came back (or ``timeout_s``); then stop listening."""
         end = time.monotonic() + timeout_s
-        while time.monotonic() < end and (self.finals < expected() or self.order.waiting()):
+        while time.monotonic() < end and (self.finals + self.gone < expected() or self.order.waiting()):
             time.sleep(0.05)
-        done = self.finals >= expected()
+        done = self.finals + self.gone >= expected()
         self.link.call(self._stop(), timeout=5)
         return done
 

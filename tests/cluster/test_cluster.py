@@ -91,6 +91,8 @@ def test_stream_through_gateway_workers_bus_and_bridge(cluster, dialogue):
 
     assert result.close_code == 1000, result.close_reason
     n = len(dialogue.sentences)
+    assert result.summary == {"type": "end", "stream_id": "desk", "session": result.session, "utterances": n,
+                              "finals": n, "dropped": 0, "failed": 0, "missing": 0}
     # on the socket: every utterance once, in order, schema-valid, the words right
     assert [m["seq"] for m in result.finals] == list(range(1, n + 1))
     for m in result.finals + result.partials:

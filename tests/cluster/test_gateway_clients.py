@@ -34,8 +34,8 @@ def _auth() -> dict[str, str]:
 
 async def _closed_with(url: str, first, then=None, wait: float = 10.0, **kw) -> tuple[int, str]:
     async with connect(url, additional_headers=_auth(), **kw) as ws:
-        await ws.send(first)
-        try:
+        try:  # a gateway at capacity closes before it reads anything: even this send may meet the close
+            await ws.send(first)
             async with asyncio.timeout(wait):
                 while True:
                     if then is not None:
