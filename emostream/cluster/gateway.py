@@ -311,13 +311,7 @@ class Gateway:
                     await sub.unsubscribe()
                 except Exception:
                     pass
-            await asyncio.to_thread(self._retire, conn)
-
-    def _retire(self, conn: _Connection) -> None:
-        thread = self.pipeline._source_threads.get(conn.spec.stream_id)
-        if thread is not None:
-            thread.join(10)
-        self.pipeline.retire_source(conn.spec.stream_id)
+            await asyncio.to_thread(self.pipeline.retire_source, spec.stream_id)
 
     async def _serve(self, conn: _Connection) -> None:
         from websockets.exceptions import ConnectionClosed

@@ -200,8 +200,13 @@ class Pipeline:
             return {} if st is None else {"state": st.state, "source_running": thread is not None and thread.is_alive(),
                                           **st.counts}
 
-    def retire_source(self, stream_id: str) -> None:
-        """Forget an ended stream (its id may be used again); its counts leave the status."""
+    def retire_source(self, stream_id: str, wait_s: float = 10.0) -> None:
+        """Forget an ended stream (its id may be used again) once its thread has queued the last
+        utterance (up to ``wait_s``); its counts leave the status."""
+        with self._sources_lock:
+            thread = self._source_threads.get(stream_id)
+        if thread is not None:
+            thread.join(wait_s)
         with self._sources_lock:
             self.sources = [s for s in self.sources if s.stream_id != stream_id]
             self.segmenters.pop(stream_id, None)

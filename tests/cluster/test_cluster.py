@@ -45,15 +45,15 @@ def cluster(nats_server, processes, dialogue):
 
 
 class BusCollector:
-    """What a plain NATS subscriber sees on emostream.emotion.<sid>."""
+    """What a plain NATS subscriber sees on emostream.<topic>.<sid>."""
 
-    def __init__(self, link: NatsLink, stream_id: str) -> None:
+    def __init__(self, link: NatsLink, stream_id: str, topic: str = "emotion") -> None:
         self.link, self.messages = link, []
 
         async def on(msg) -> None:
             self.messages.append(json.loads(msg.data))
 
-        self.sub = link.call(link.nc.subscribe(wire.bus_subject(f"emotion.{stream_id}"), cb=on))
+        self.sub = link.call(link.nc.subscribe(wire.bus_subject(f"{topic}.{stream_id}"), cb=on))
 
     def close(self) -> None:
         self.link.call(self.sub.unsubscribe())
@@ -82,12 +82,20 @@ def test_stream_through_gateway_workers_bus_and_bridge(cluster, dialogue):
     stop, zmq_seen = threading.Event(), []
     zmq_thread = _zmq_events(cluster["zmq"], "desk", stop, zmq_seen)
     bus = BusCollector(cluster["link"], "desk")
+    heartbeats = BusCollector(cluster["link"], ">", topic="status")
     time.sleep(0.5)  # ZeroMQ slow joiner
     result = asyncio.run(stream_file(cluster["url"], str(dialogue.path), "desk"))
     time.sleep(1.0)
     stop.set()
     zmq_thread.join(5)
     bus.close()
+    heartbeats.close()
+    for m in heartbeats.messages:  # every process's heartbeat on the bus is a valid status message
+        validate(m)
+    roles = {m["role"] for m in heartbeats.messages}
+    assert {"worker", "gateway"} <= roles
+    worker_status = [m for m in heartbeats.messages if m["role"] == "worker"][-1]
+    assert worker_status["worker"] in ("w1", "w2") and worker_status["queue"]["bus"]["role"] == "consume"
 
     assert result.close_code == 1000, result.close_reason
     n = len(dialogue.sentences)
