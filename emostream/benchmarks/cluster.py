@@ -216,7 +216,7 @@ def _soak(cfg: ClusterBenchConfig, cluster: _Cluster) -> dict:
 
         while not stop.wait(10.0):
             row = {"t_s": round(time.monotonic() - t0, 1)}
-            for name, pid in {**cluster.pids(), "bench-clients": os.getpid()}.items():
+            for name, pid in {**cluster.pids(), "bench (clients)": os.getpid()}.items():
                 row[name] = rss_mb(pid)
             samples.append(row)
 
@@ -327,7 +327,10 @@ def plot(results: dict, path: Path) -> None:
             xs = [r["streams"] for r in d["runs"]]
             ax.plot(xs, [r["vad_close_to_client_ms"].get("p95", np.nan) for r in d["runs"]], "o-",
                     label=label.replace("_", " "))
-    ax.set(xscale="log", xlabel="real-time streams", ylabel="p95 VAD close → client (ms)", title="streams")
+    ax.set(xscale="log", xlabel="real-time streams", ylabel="p95 VAD close → client (ms)",
+           title="streams through the cluster")
+    ax.set_xticks([1, 2, 4, 8, 16], ["1", "2", "4", "8", "16"])
+    ax.minorticks_off()
     ax.legend()
     ax = axes[2]
     soak = results.get("soak")

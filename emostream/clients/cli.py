@@ -124,10 +124,12 @@ def _nats_flags(p: argparse.ArgumentParser, edge: bool = False) -> None:
                    help="attempts per utterance before it is counted failed (default %(default)s)")
     g.add_argument("--max-lag", type=float, default=b.max_lag_s, metavar="S",
                    help="drop (and count) an utterance still waiting for a worker S seconds after it ended, so "
-                        "an overloaded cluster answers the present (default %(default)s)")
+                        "an overloaded cluster answers the present; not a redelivery (a worker died holding it) and "
+                        "not a file read with --fast (default %(default)s)")
     g.add_argument("--backlog", type=int, default=b.backlog_per_stream, metavar="N",
                    help="utterances stored per stream on the server before new ones are refused and counted "
-                        "(default %(default)s)")
+                        "(default %(default)s; set when the stream is first created, by whichever process starts "
+                        "first; change it later with `nats stream edit EMOSTREAM_UTT`)")
 
 
 def _curve_flags(p: argparse.ArgumentParser) -> None:

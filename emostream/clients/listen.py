@@ -141,20 +141,22 @@ def warm_up(recognizer) -> None:
 
 
 class ShutdownOnSignal:
-    """First SIGINT/SIGTERM: stop gracefully (finish and publish the utterance in progress).
-    A second one aborts at once."""
+    """First SIGINT/SIGTERM: ``stop()`` in a thread (finish and publish what is in hand; it may
+    take a while). A second one raises KeyboardInterrupt in the main thread: abort now."""
 
-    def __init__(self, pipeline, announce) -> None:
-        self.pipeline = pipeline
+    def __init__(self, stop, announce, what: str = "finishing the current utterance") -> None:
+        self.stop = stop
         self.announce = announce
+        self.what = what
+        self._hits = 0
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame) -> None:
-        if self.pipeline.stopping:
+        self._hits += 1
+        if self._hits > 1:
             raise KeyboardInterrupt
-        self.announce(f"{signal.Signals(signum).name}: finishing the current utterance "
-                      "(press Ctrl-C again to abort)")
-        self.pipeline.stop()
+        self.announce(f"{signal.Signals(signum).name}: {self.what} (press Ctrl-C again to abort)")
+        threading.Thread(target=self.stop, name="shutdown", daemon=True).start()
 
     def __enter__(self) -> ShutdownOnSignal:
         if threading.current_thread() is threading.main_thread():

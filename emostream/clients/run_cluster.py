@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -43,28 +42,18 @@ def connect(command: str, args: argparse.Namespace, name: str):
         return None
 
 
-class StopOnSignal:
-    """First SIGINT/SIGTERM: ``stop`` (finish and publish what is in hand). A second: exit now."""
+def run_until_stopped(command: str, run, stop) -> None:
+    """``run()`` in the main thread; the first SIGINT/SIGTERM calls ``stop`` (finish what is in
+    hand), a second one exits at once."""
+    from emostream.clients.listen import ShutdownOnSignal
 
-    def __init__(self, command: str, stop) -> None:
-        self.command, self.stop, self._hits = command, stop, 0
-
-    def _handle(self, signum, frame) -> None:
-        self._hits += 1
-        if self._hits > 1:
-            say(self.command, "aborted")
-            os._exit(130)
-        say(self.command, f"{signal.Signals(signum).name}: finishing what is in hand (again to abort)")
-        threading.Thread(target=self.stop, daemon=True).start()
-
-    def __enter__(self) -> StopOnSignal:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_DFL)
+    try:
+        with ShutdownOnSignal(stop, lambda m: say(command, m), what="finishing what is in hand"):
+            run()
+    except KeyboardInterrupt:
+        say(command, "aborted")
+        sys.stdout.flush()
+        os._exit(130)  # model and network threads may still run: skip the interpreter's teardown
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -104,8 +93,7 @@ def run_worker(args: argparse.Namespace) -> int:
                                                                    status_interval_s=args.status_interval),
                                 publisher=sink, queue=queue, open_ended=True)
             say("worker", f"{name}: taking utterances from {args.nats} ({args.concurrency} at a time)")
-            with StopOnSignal("worker", pipeline.stop):
-                pipeline.run()
+            run_until_stopped("worker", pipeline.run, pipeline.stop)
             queue.close()
             return 0
         finally:
@@ -165,8 +153,8 @@ def run_gateway(args: argparse.Namespace) -> int:
 
         scheme = "wss" if config.tls_cert else "ws"
         say("gateway", f"{scheme}://{config.host}:{gateway.port}/v1/stream -> {args.nats}")
-        with StopOnSignal("gateway", stop):
-            pipeline.run()
+        run_until_stopped("gateway", pipeline.run, stop)
+        queue.close()  # what could not be sent by now is counted dropped
         return 0
     finally:
         link.close()
@@ -190,9 +178,11 @@ def run_bridge(args: argparse.Namespace) -> int:
     try:
         link.call(bridge.start())
         say("bridge", f"{args.nats} -> {publisher.endpoint}")
-        with StopOnSignal("bridge", done.set):
-            while not done.wait(0.5):
+        def serve() -> None:
+            while not done.wait(0.5):  # short waits: the signal handler runs between them
                 pass
+
+        run_until_stopped("bridge", serve, done.set)
         link.call(bridge.stop())
         return 0
     finally:

@@ -125,8 +125,11 @@ def _run_edge(args, specs, opts, sources, sinks, publisher, config) -> int:
         config = dataclasses.replace(config, role="edge")
         console = Console()
         live_view = not args.quiet and console.is_terminal
-        return _start(args, specs, opts, sources, sinks, publisher, None, console, live_view, config,
-                      queue=queue, link=link)
+        try:
+            return _start(args, specs, opts, sources, sinks, publisher, None, console, live_view, config,
+                          queue=queue, link=link)
+        finally:
+            queue.close()  # what could not be sent by now is counted dropped
     finally:
         link.close()
 
@@ -187,7 +190,7 @@ def _run(pipeline, recognizer, monitor, args: argparse.Namespace) -> int:
         timer.daemon = True
         timer.start()
     try:
-        with ShutdownOnSignal(pipeline, stderr):
+        with ShutdownOnSignal(pipeline.stop, stderr):
             n_errors = pipeline.run()
         if timer is not None:
             timer.cancel()

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from emostream.streaming.pcm import to_s16le
+
 
 @dataclass
 class StreamResult:
@@ -37,7 +39,7 @@ async def stream_audio(url: str, audio: np.ndarray, rate: int, stream_id: str, r
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    pcm = np.frombuffer(to_s16le(audio), dtype="<i2")
     step = max(1, rate * frame_ms // 1000)
     headers = {"Authorization": f"Bearer {token}"} if token else None
     result = StreamResult()

@@ -27,21 +27,19 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
 from emostream.cluster import wire
 from emostream.cluster.link import NatsLink
 from emostream.cluster.ordering import ResultOrder
 from emostream.streaming.agreement import LocalAgreement
 from emostream.streaming.audio import AudioError
-from emostream.streaming.resample import StreamResampler
+from emostream.streaming.pcm import FORMATS, PcmDecoder
 from emostream.streaming.sources.push import PushSource
 
 log = logging.getLogger(__name__)
 
 PATH = "/v1/stream"
 STREAM_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
-FORMATS = {"s16le": 2, "f32le": 4, "mulaw": 1}  # bytes per sample
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,7 @@ class StreamSpec:
             raise StartError('first message must be text JSON: {"stream_id":..,"rate":..,"format":..}')
         try:
             d = json.loads(message)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise StartError("first message is not JSON") from None
         if not isinstance(d, dict):
             raise StartError("first message must be a JSON object")
@@ -101,43 +99,12 @@ class StreamSpec:
         return cls(sid, rate, fmt, ch)
 
 
-def _mulaw_table() -> np.ndarray:
-    """G.711 u-law byte -> linear float in [-1, 1]."""
-    u = ~np.arange(256, dtype=np.uint8)
-    sign, exponent, mantissa = u & 0x80, (u >> 4) & 0x07, u & 0x0F
-    magnitude = ((mantissa.astype(np.int32) << 3) + 0x84) << exponent
-    linear = np.where(sign != 0, 0x84 - magnitude, magnitude - 0x84)
-    return (linear / 32768.0).astype(np.float32)
-
-
-_MULAW = _mulaw_table()
-
-
-class FrameDecoder:
-    """Binary frames of one stream -> 16 kHz mono float32; keeps a sample split across frames."""
+class FrameDecoder(PcmDecoder):
+    """One stream's binary frames, as its start message described them."""
 
     def __init__(self, spec: StreamSpec) -> None:
+        super().__init__(spec.rate, spec.format, spec.channels)
         self.spec = spec
-        self._frame = FORMATS[spec.format] * spec.channels
-        self._rest = b""
-        self._resample = StreamResampler(spec.rate)
-
-    def __call__(self, data: bytes, last: bool = False) -> np.ndarray:
-        data = self._rest + data
-        usable = len(data) - len(data) % self._frame
-        self._rest, data = data[usable:], data[:usable]
-        fmt = self.spec.format
-        if fmt == "s16le":
-            x = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-        elif fmt == "f32le":
-            x = np.frombuffer(data, dtype="<f4").astype(np.float32)
-            if not np.all(np.isfinite(x)):
-                raise AudioError("f32le audio contains NaN or infinity")
-        else:
-            x = _MULAW[np.frombuffer(data, dtype=np.uint8)]
-        if self.spec.channels > 1:
-            x = x.reshape(-1, self.spec.channels)
-        return self._resample(x, last=last)
 
 
 class _Connection:
@@ -153,16 +120,18 @@ class _Connection:
         self.agreement = LocalAgreement()
         self.outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=512)
         self.finals_sent = 0
-        self.gone: dict[int, str] = {}  # seq -> dropped | failed, as the workers said
+        self.stop = asyncio.Event()  # the gateway is shutting down: leave the receive loop, finish up
         self.subs: list[Any] = []
         self.cut_off = False
 
     def deliver(self, message: dict[str, Any]) -> None:
         if message.get("session") != self.session:
             return  # this stream id's earlier session (a reconnect) or someone else's
-        if message.get("type") == "gone":  # a worker dropped it or gave up: no result will come
-            self.gone.setdefault(int(message["seq"]), message.get("outcome", "dropped"))
-        self._send_all(self.order.add(message))
+        self._send_all(self.order.add(message))  # a "gone" notice (dropped, failed) fills its seq silently
+
+    @property
+    def gone(self) -> dict[int, str]:
+        return self.order.account(self.session, self.spec.stream_id)[1]
 
     def tick(self) -> None:
         self._send_all(self.order.expire())
@@ -213,6 +182,7 @@ class Gateway:
         self.server: Any = None
         self.port: int | None = None
         self._closing = False
+        self._handshakes = 0
         pipeline.status_extras = self.status
 
     def status(self) -> dict[str, Any]:
@@ -253,8 +223,8 @@ class Gateway:
         if self.server is not None:
             self.server.close(close_connections=False)
         for conn in list(self.connections.values()):
-            conn.source.end()
-        deadline = time.monotonic() + self.config.result_wait_s
+            conn.stop.set()  # each ends its stream, waits for its results, sends its account, closes 1001
+        deadline = time.monotonic() + self.config.result_wait_s + 2 * self.config.send_timeout_s
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         if self.server is not None:
@@ -286,8 +256,9 @@ class Gateway:
         self.counters["connections"] += 1
         if self._closing:
             return await self._refuse(ws, 1001, "gateway shutting down")
-        if len(self.connections) >= c.max_streams:
+        if len(self.connections) + self._handshakes >= c.max_streams:
             return await self._refuse(ws, 1013, f"gateway at capacity ({c.max_streams} streams); try again later")
+        self._handshakes += 1  # a slot is held while the client says who it is
         try:
             async with asyncio.timeout(c.hello_timeout_s):
                 first = await ws.recv()
@@ -300,24 +271,26 @@ class Gateway:
             return await self._refuse(ws, 1008, str(exc))
         except ConnectionClosed:
             return
+        finally:
+            self._handshakes -= 1
         conn = _Connection(self, ws, spec)
         self.connections[spec.stream_id] = conn
         try:
             await self._serve(conn)
+        except Exception:  # never let one connection's surprise take the others down
+            log.exception("stream %s (%s) failed", spec.stream_id, conn.session)
+            conn.abort("internal error")
         finally:
-            del self.connections[spec.stream_id]
             for sub in conn.subs:
                 try:
                     await sub.unsubscribe()
                 except Exception:
                     pass
             await asyncio.to_thread(self.pipeline.retire_source, spec.stream_id)
+            del self.connections[spec.stream_id]  # only now may the id stream again
 
     async def _serve(self, conn: _Connection) -> None:
-        from websockets.exceptions import ConnectionClosed
-
-        c, ws, sid = self.config, conn.ws, conn.spec.stream_id
-        nc = self.link.nc
+        sid, nc = conn.spec.stream_id, self.link.nc
 
         async def on_result(msg) -> None:
             try:
@@ -330,15 +303,45 @@ class Gateway:
         self.pipeline.add_source(conn.source)
         sender = asyncio.create_task(conn.send_loop())
         ticker = asyncio.create_task(self._tick(conn))
+        try:
+            await self._stream(conn, sender)
+        finally:
+            ticker.cancel()
+            sender.cancel()
+
+    async def _next_frame(self, conn: _Connection):
+        """The client's next message; None once the gateway is shutting down. TimeoutError after
+        ``idle_timeout_s`` without one."""
+        receive = asyncio.ensure_future(conn.ws.recv())  # cancelling recv loses nothing (websockets)
+        stopping = asyncio.ensure_future(conn.stop.wait())
+        try:
+            done, _ = await asyncio.wait({receive, stopping}, timeout=self.config.idle_timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for f in (receive, stopping):
+                if not f.done():
+                    f.cancel()
+        if receive in done:
+            return receive.result()
+        if stopping in done:
+            return None
+        raise TimeoutError
+
+    async def _stream(self, conn: _Connection, sender: asyncio.Task) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        c, ws, sid = self.config, conn.ws, conn.spec.stream_id
         conn.queue_text(json.dumps({"type": "ready", "session": conn.session, "stream_id": sid}))
         code, reason = 1000, "end of stream"
         try:
             while True:
                 try:
-                    async with asyncio.timeout(c.idle_timeout_s):
-                        frame = await ws.recv()
+                    frame = await self._next_frame(conn)
                 except TimeoutError:
                     code, reason = 1008, f"no audio for {c.idle_timeout_s:g} s"
+                    break
+                if frame is None:
+                    code, reason = 1001, "gateway shutting down"
                     break
                 if isinstance(frame, bytes):
                     try:
@@ -352,7 +355,7 @@ class Gateway:
                     continue
                 try:
                     kind = json.loads(frame).get("type")
-                except (ValueError, AttributeError):
+                except (ValueError, AttributeError, RecursionError):
                     kind = None
                 if kind == "end":
                     tail = conn.decoder(b"", last=True)
@@ -370,8 +373,6 @@ class Gateway:
             conn.queue_text(json.dumps(self._summary(conn)))
             if code == 1000:
                 self.counters["completed"] += 1
-            if self._closing and code == 1000:
-                code, reason = 1001, "gateway shutting down"
             conn.queue_text(None)
             try:
                 async with asyncio.timeout(c.send_timeout_s):
@@ -379,8 +380,6 @@ class Gateway:
             except TimeoutError:
                 conn.abort("did not read its last results")
             await self._close(ws, code, reason)
-        ticker.cancel()
-        sender.cancel()
 
     def _summary(self, conn: _Connection) -> dict[str, Any]:
         """The stream's account, sent before the close: every utterance is a final, dropped or failed
@@ -406,6 +405,8 @@ class Gateway:
             counts = self.pipeline.stream_counts(sid)
             if counts and not counts["source_running"] and conn.order.waiting() == 0 \
                     and conn.finals_sent + counts.get("dropped", 0) + len(conn.gone) >= counts.get("utterances", 0):
+                return
+            if conn.cut_off:
                 return
             await asyncio.sleep(0.05)
         log.warning("%s: gave up waiting for results after %.0f s", sid, self.config.result_wait_s)

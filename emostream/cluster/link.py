@@ -9,6 +9,7 @@ status heartbeat can say when the bus was away.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import ssl
@@ -69,6 +70,7 @@ class NatsLink:
         self.js: Any = None
         self.counters = {"disconnects": 0, "reconnects": 0, "errors": 0}
         self.connected = threading.Event()
+        self.last_error: str | None = None  # what the client last complained about (auth, TLS, refused)
         self._closing = False
         try:
             self.call(self._connect(), timeout=options.connect_timeout_s + 1)
@@ -85,6 +87,7 @@ class NatsLink:
 
         async def on_error(exc: Exception) -> None:
             self.counters["errors"] += 1
+            self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             log.debug("nats: %s", exc)
 
         async def on_disconnected() -> None:
@@ -105,17 +108,29 @@ class NatsLink:
                 nats.connect(**kw, error_cb=on_error, disconnected_cb=on_disconnected,
                              reconnected_cb=on_reconnected), self.options.connect_timeout_s)
         except asyncio.TimeoutError:
+            why = f"last error: {self.last_error}" if self.last_error else "is nats-server running with -js?"
             raise BusError(f"cannot reach the NATS server at {self.options.url} within "
-                           f"{self.options.connect_timeout_s:.0f} s (is nats-server running with -js? "
-                           "see README, cluster)") from None
+                           f"{self.options.connect_timeout_s:g} s ({why}; see README, Cluster)") from None
         except Exception as exc:  # authorization violation, bad TLS, bad URL
             raise BusError(f"cannot connect to NATS at {self.options.url}: {exc or type(exc).__name__}") from exc
         self.js = self.nc.jetstream(timeout=5.0)
         self.connected.set()
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
-        """Run ``coro`` on the link's loop from another thread and return its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        """Run ``coro`` on the link's loop from another thread and return its result; on timeout the
+        coroutine is cancelled (it must not finish later, unseen: it may have taken a message)."""
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("NatsLink.call from the loop thread would wait on itself; use spawn")
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
+
+    def on_loop(self) -> bool:
+        return threading.current_thread() is self._thread
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> Any:
         """Start ``coro`` on the loop without waiting (a concurrent.futures.Future)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import threading
 import time
@@ -55,8 +56,9 @@ class NatsWorkQueue:
         self.dropped = 0
         self.high_water = 0
         self.counters = {"published": 0, "duplicates": 0, "refused": 0, "acked": 0, "terminated": 0,
-                         "redelivered": 0, "naks": 0}
+                         "redelivered": 0, "naks": 0, "max_deliveries": 0}
         self.on_drop: Callable[[Utterance, str], None] | None = None
+        self.on_failed: Callable[[Utterance, str], None] | None = None  # gave up on it (consumer side)
         self._lock = threading.Lock()
         self._held: dict[int, tuple[Any, Utterance]] = {}  # id(utterance) -> (msg, utterance) while recognized
         self._subs: dict[int, tuple[Any, Any]] = {}  # thread id -> (finals, early) pull subscriptions
@@ -72,6 +74,7 @@ class NatsWorkQueue:
             self._sender = link.spawn(self._send_loop())
         else:
             self._keeper = link.spawn(self._keep_in_progress())
+            link.call(self._watch_max_deliveries())
 
     # --- producer -------------------------------------------------------------------------------
     async def _make_outbox(self) -> asyncio.Queue:
@@ -83,10 +86,18 @@ class NatsWorkQueue:
         return self.link.call(self._put(("final", utterance)), timeout=5)
 
     def put_wait(self, utterance: Utterance) -> None:
-        """Not live (a file read fast): wait while the outbox is full instead of dropping."""
-        while len(self) >= self.capacity and not self._closed:
-            time.sleep(0.05)
-        self.put(utterance)
+        """Not live (a file read fast): nothing is dropped for lag. Waits while the outbox is full or
+        the workers have a backlog on the server, so the per-stream backlog is never exceeded."""
+        while not self._closed:
+            try:
+                pending = self.link.call(self.link.js.consumer_info(wire.UTT_STREAM, wire.WORKERS),
+                                         timeout=5).num_pending
+            except Exception:
+                pending = 0  # the bus is away: the outbox holds it meanwhile
+            if len(self) < self.capacity and pending < max(1, self.config.backlog_per_stream // 2):
+                break
+            time.sleep(0.1)
+        self.put(dataclasses.replace(utterance, live=False))
 
     async def _put(self, item: tuple[str, Utterance]) -> Utterance | None:
         evicted = None
@@ -120,26 +131,31 @@ class NatsWorkQueue:
             payload, headers = wire.encode(utterance, kind)
             subject = wire.utterance_subject(utterance.stream_id) if kind == "final" \
                 else wire.early_subject(utterance.stream_id)
-            deadline = utterance.closed_wall + (self.config.max_lag_s if kind == "final"
-                                                else self.config.partial_max_age_s)
+            lag = self.config.max_lag_s if kind == "final" else self.config.partial_max_age_s
+            deadline = utterance.closed_wall + lag if utterance.live else float("inf")
+            error: Exception | None = None
             while True:
+                if time.time() > deadline:  # too old to matter by now (it waited for a server)
+                    if kind == "final":
+                        self._drop(utterance, f"not sent within --max-lag {lag:g} s ({error or 'outbox'})")
+                    break
                 try:
                     ack = await self.link.js.publish(subject, payload, headers=headers, timeout=2.0)
                     if kind == "final":
                         self.counters["duplicates" if ack.duplicate else "published"] += 1
                     break
-                except APIError as exc:  # the server refused it: the stream's backlog is full (10077)
-                    if kind == "final":
-                        self.counters["refused"] += 1
-                        self._drop(utterance, f"refused by the bus ({exc.description or exc})")
-                    break
-                except Exception as exc:  # no server right now: retry until it is too old to matter
-                    if time.time() > deadline or self._closed:
+                except APIError as exc:
+                    if getattr(exc, "err_code", None) == wire.BACKLOG_FULL:  # this stream's backlog is full
                         if kind == "final":
-                            self._drop(utterance, f"not sent within {self.config.max_lag_s:.0f} s ({exc})")
+                            self.counters["refused"] += 1
+                            self._drop(utterance, f"refused: {self.config.backlog_per_stream} utterances of "
+                                                  f"{utterance.stream_id} already wait on the bus (--backlog)")
                         break
-                    log.debug("publish %s#%d: %s; retrying", utterance.stream_id, utterance.seq, exc)
-                    await asyncio.sleep(0.25)
+                    error = exc  # e.g. 503 while JetStream recovers after a restart: try again
+                except Exception as exc:  # no server right now: retry until it is too old to matter
+                    error = exc
+                log.debug("publish %s#%d: %s; retrying", utterance.stream_id, utterance.seq, error)
+                await asyncio.sleep(0.25)
 
     def _drop(self, utterance: Utterance, reason: str) -> None:
         self.dropped += 1
@@ -216,11 +232,11 @@ class NatsWorkQueue:
             await msg.term()
             self.counters["terminated"] += 1
             return None
-        if time.time() - utterance.closed_wall > self.config.max_lag_s:
+        if utterance.live and delivery == 1 and time.time() - utterance.closed_wall > self.config.max_lag_s:
             await msg.term()
             self.counters["terminated"] += 1
             self._drop(utterance, f"{time.time() - utterance.closed_wall:.1f} s old when a worker was free "
-                                  f"(over --max-lag {self.config.max_lag_s:g} s)")
+                                  f"(over --max-lag {self.config.max_lag_s:g} s)")  # a redelivery is recovery: kept
             return None
         await msg.in_progress()
         with self._lock:
@@ -258,6 +274,29 @@ class NatsWorkQueue:
             log.warning("could not %s %s#%d: %s", name.rstrip("s").rstrip("ed"), utterance.stream_id,
                         utterance.seq, exc)
 
+    async def _watch_max_deliveries(self) -> None:
+        """An utterance whose every delivery died with its worker (a poison input that kills the
+        process, say) stays in the stream after ``max_deliver``: one worker (a queue group) hears
+        the server's advisory, counts it failed, announces it, and deletes it."""
+        subject = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{wire.UTT_STREAM}.{wire.WORKERS}"
+
+        async def on_advisory(msg) -> None:
+            try:
+                advisory = json.loads(msg.data)
+                raw = await self.link.js.get_msg(wire.UTT_STREAM, int(advisory["stream_seq"]))
+                _, utterance = wire.decode(raw.data, raw.headers, int(advisory.get("deliveries", 0)))
+                await self.link.js.delete_msg(wire.UTT_STREAM, int(advisory["stream_seq"]))
+            except Exception as exc:  # already gone (terminated meanwhile), or not ours
+                log.debug("max-deliveries advisory: %s", exc)
+                return
+            self.counters["max_deliveries"] += 1
+            log.warning("gave up on utterance %s#%d: its %d deliveries all ended without a result",
+                        utterance.stream_id, utterance.seq, utterance.delivery)
+            if self.on_failed is not None:
+                self.on_failed(utterance, f"{utterance.delivery} deliveries, no result (workers died holding it)")
+
+        await self.link.nc.subscribe(subject, queue="emostream-workers", cb=on_advisory)
+
     def is_last_try(self, utterance: Utterance) -> bool:
         return utterance.delivery >= self.config.max_deliver
 
@@ -286,4 +325,17 @@ class NatsWorkQueue:
                                                        **self.counters, **self.link.counters}}
 
     def close(self) -> None:
+        """Stop; what a producer could not send by now is dropped and counted, not lost unseen."""
         self._closed = True
+        if self.role == "produce":
+            try:
+                self.link.call(self._abandon(), timeout=5)
+            except Exception as exc:
+                log.warning("could not account for unsent utterances: %s", exc)
+
+    async def _abandon(self) -> None:
+        self._sender.cancel()
+        while not self._outbox.empty():
+            kind, utterance = self._outbox.get_nowait()
+            if kind == "final":
+                self._drop(utterance, "not sent before shutdown (no NATS server?)")

@@ -27,14 +27,23 @@ class NatsSink:
         self.send_failures = 0
 
     def emit(self, topic: str, message: dict[str, Any]) -> None:
+        """Hand the message to the client without waiting (from any thread, the loop's own too).
+        Messages keep their order, and a worker's ack, queued after its result, goes out after it."""
         subject = wire.bus_subject(f"status.{self.name}" if topic == STATUS_TOPIC else topic)
         payload = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
-        try:
-            self.link.call(self.link.nc.publish(subject, payload), timeout=5)
-            self.sent += 1
-        except Exception as exc:
-            self.send_failures += 1
-            log.warning("could not publish %s on NATS: %s", subject, exc)
+
+        def done(future) -> None:
+            exc = future.exception() if not future.cancelled() else None
+            if exc is None and not future.cancelled():
+                self.sent += 1
+            else:
+                self.send_failures += 1
+                log.warning("could not publish %s on NATS: %s", subject, exc or "cancelled")
+
+        if self.link.on_loop():
+            self.link.loop.create_task(self.link.nc.publish(subject, payload)).add_done_callback(done)
+        else:
+            self.link.spawn(self.link.nc.publish(subject, payload)).add_done_callback(done)
 
     def stats(self) -> dict[str, Any]:
         return {"endpoint": self.link.options.url, "sent": self.sent, "send_failures": self.send_failures}

@@ -24,11 +24,15 @@ class _Stream:
     held: dict[int, tuple[dict, float]] = field(default_factory=dict)  # seq -> (message, arrived)
     skipped: set[int] = field(default_factory=set)  # given up on: released late if they still come
     partial_at: tuple[int, float] = (0, 0.0)
+    last: float = 0.0  # when a message last arrived
+    finals: int = 0  # released
+    gone: dict[int, str] = field(default_factory=dict)  # seq -> dropped | failed, as the workers said
 
 
 class ResultOrder:
-    def __init__(self, hold_s: float = 2.0) -> None:
+    def __init__(self, hold_s: float = 2.0, idle_s: float = 600.0) -> None:
         self.hold_s = hold_s
+        self.idle_s = idle_s  # a stream with nothing for this long is forgotten (a bridge runs for months)
         self._streams: dict[tuple, _Stream] = {}
         self.counters = {"released": 0, "duplicates": 0, "late": 0, "gaps": 0, "stale_partials": 0, "gone": 0}
 
@@ -36,6 +40,7 @@ class ResultOrder:
         """Take one result; return what may go out now, in order."""
         now = time.monotonic() if now is None else now
         st = self._streams.setdefault((message.get("session"), message["stream_id"]), _Stream())
+        st.last = now
         seq = int(message["seq"])
         if message.get("type") == "partial":
             mark = (seq, float(message.get("audio_s", 0.0)))
@@ -49,6 +54,7 @@ class ResultOrder:
             return []
         if message.get("type") == "gone":  # dropped or failed: no result will come, nothing to wait for
             self.counters["gone"] += 1
+            st.gone[seq] = str(message.get("outcome", "dropped"))
             if seq < st.next_seq:
                 st.skipped.discard(seq)
                 return []
@@ -58,6 +64,7 @@ class ResultOrder:
             st.skipped.discard(seq)
             self.counters["late"] += 1
             self.counters["released"] += 1
+            st.finals += 1
             return [message]
         st.held[seq] = (message, now)
         return self._release(st, now)
@@ -80,16 +87,24 @@ class ResultOrder:
         if len(st.skipped) > 4096:  # a very long session with many drops: forget the oldest
             st.skipped = set(sorted(st.skipped)[-2048:])
         self.counters["released"] += len(out)
+        st.finals += len(out)
         return out
 
     def expire(self, now: float | None = None) -> list[dict[str, Any]]:
         """Call now and then: releases finals that waited ``hold_s`` for a missing one."""
         now = time.monotonic() if now is None else now
         out = []
-        for st in self._streams.values():
+        for key, st in list(self._streams.items()):
             if st.held:
                 out.extend(self._release(st, now))
+            elif now - st.last > self.idle_s:
+                del self._streams[key]
         return out
+
+    def account(self, session: str | None, stream_id: str) -> tuple[int, dict[int, str]]:
+        """(finals released, {seq: dropped | failed} announced) for one stream."""
+        st = self._streams.get((session, stream_id))
+        return (0, {}) if st is None else (st.finals, dict(st.gone))
 
     def waiting(self) -> int:
         return sum(1 for st in self._streams.values() for m, _ in st.held.values() if m is not None)

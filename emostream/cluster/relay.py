@@ -30,7 +30,6 @@ class ResultRelay:
         self.stream_ids = list(stream_ids)
         self.order = ResultOrder(hold_s)
         self.finals = 0
-        self.gone = 0  # dropped or failed on a worker
         self._subs: list[Any] = []
         self._ticker: asyncio.Task | None = None
 
@@ -44,8 +43,6 @@ class ResultRelay:
         try:
             message = json.loads(msg.data)
             if message.get("session") == self.session:
-                if message.get("type") == "gone":
-                    self.gone += 1
                 self._out(self.order.add(message))
         except (ValueError, KeyError, TypeError) as exc:
             log.debug("ignored a result on %s: %s", msg.subject, exc)
@@ -66,11 +63,15 @@ class ResultRelay:
     def wait(self, expected: Callable[[], int], timeout_s: float) -> bool:
         """Block until ``expected()`` finals came back (or ``timeout_s``); then stop listening."""
         end = time.monotonic() + timeout_s
-        while time.monotonic() < end and (self.finals + self.gone < expected() or self.order.waiting()):
+        while time.monotonic() < end and (self.finals + self._gone() < expected() or self.order.waiting()):
             time.sleep(0.05)
-        done = self.finals + self.gone >= expected()
+        done = self.finals + self._gone() >= expected()
         self.link.call(self._stop(), timeout=5)
         return done
+
+    def _gone(self) -> int:
+        """Utterances a worker dropped or gave up on (announced once each, duplicates ignored)."""
+        return sum(len(self.order.account(self.session, sid)[1]) for sid in self.stream_ids)
 
     async def _stop(self) -> None:
         for sub in self._subs:

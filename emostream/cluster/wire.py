@@ -20,10 +20,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
 from emostream.streaming.audio import SAMPLE_RATE
 from emostream.streaming.frames import Utterance
+from emostream.streaming.pcm import from_s16le, to_s16le
 
 PREFIX = "emostream"
 UTT_STREAM = "EMOSTREAM_UTT"
@@ -31,6 +31,7 @@ EARLY_STREAM = "EMOSTREAM_EARLY"
 WORKERS = "workers"  # the one durable consumer every worker binds (a work queue allows one per subject)
 EARLY_WORKERS = "workers-early"
 META_HEADER = "Emostream-Utterance"
+BACKLOG_FULL = 10077  # JetStream: maximum messages per subject exceeded (discard new per subject)
 WIRE_VERSION = 1
 
 
@@ -71,12 +72,12 @@ class BusConfig:
 
 
 def encode(utterance: Utterance, kind: str = "final") -> tuple[bytes, dict[str, str]]:
-    pcm = (np.clip(utterance.samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+    pcm = to_s16le(utterance.samples)
     meta = {"v": WIRE_VERSION, "kind": kind, "stream_id": utterance.stream_id, "seq": utterance.seq,
             "session": utterance.session, "start_s": utterance.start_s, "end_s": utterance.end_s,
             "closed_wall": utterance.closed_wall, "forced_cut": utterance.forced_cut,
             "turn_fragments": utterance.turn_fragments, "turn_first_seq": utterance.turn_first_seq,
-            "rate": SAMPLE_RATE}
+            "live": utterance.live, "rate": SAMPLE_RATE}
     headers = {META_HEADER: json.dumps(meta, separators=(",", ":"))}
     if kind == "final":
         headers["Nats-Msg-Id"] = message_id(utterance)
@@ -96,14 +97,14 @@ def decode(payload: bytes, headers: dict[str, str] | None, delivery: int = 1) ->
             raise WireError(f"unsupported utterance encoding {meta.get('v')!r} at {meta.get('rate')!r} Hz")
         if len(payload) % 2:
             raise WireError("odd number of PCM bytes")
-        samples = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+        samples = from_s16le(payload)
         closed_wall = float(meta["closed_wall"])
         utterance = Utterance(
             stream_id=str(meta["stream_id"]), seq=int(meta["seq"]), start_s=float(meta["start_s"]),
             end_s=float(meta["end_s"]), samples=samples, closed_wall=closed_wall,
             closed_perf=time.perf_counter() - (time.time() - closed_wall), forced_cut=bool(meta["forced_cut"]),
             turn_fragments=int(meta["turn_fragments"]), turn_first_seq=meta.get("turn_first_seq"),
-            session=meta.get("session"), delivery=delivery)
+            session=meta.get("session"), delivery=delivery, live=bool(meta.get("live", True)))
         return str(meta["kind"]), utterance
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, WireError):

@@ -44,6 +44,7 @@ class Utterance:
     turn_first_seq: int | None = None
     session: str | None = None  # the producer's run (cluster mode): seq restarts at 1 with each session
     delivery: int = 1  # cluster mode: which attempt at recognizing it this is (JetStream redelivery)
+    live: bool = True  # False: from a file read fast; never dropped for lag
 
     @property
     def duration_s(self) -> float:

@@ -48,6 +48,7 @@ from emostream.streaming.stats import PipelineStats
 
 log = logging.getLogger(__name__)
 
+REMOTE_STREAM_IDLE_S = 600.0  # a worker forgets a stream (counts, partial state) after this long without work
 GONE_TOPIC_PREFIX = "gone."  # cluster mode: an utterance that will get no result (dropped, failed), on the bus only
 
 
@@ -148,6 +149,8 @@ class Pipeline:
         self.queue: WorkQueue = queue if queue is not None else DropOldestQueue(self.config.max_pending)
         if hasattr(self.queue, "on_drop"):  # drops that happen later, away from put (a bus)
             self.queue.on_drop = self._dropped_later
+        if hasattr(self.queue, "on_failed"):  # a bus gave up on an utterance whose workers all died
+            self.queue.on_failed = self._failed_elsewhere
         self.segmenters = {s.stream_id: self._segmenter_for(s) for s in self.sources}
         self.stats = PipelineStats()
         for s in self.sources:
@@ -212,6 +215,14 @@ class Pipeline:
             self.segmenters.pop(stream_id, None)
             self._source_threads.pop(stream_id, None)
             self.stats.remove_stream(stream_id)
+        self._forget(stream_id)
+
+    def _forget(self, stream_id: str) -> None:
+        """Drop the per-(session, stream) partial bookkeeping of a stream that is over."""
+        with self._emit_lock:
+            for table in (self._closed_seq, self._partial_at, self._agreement):
+                for key in [k for k in table if k[1] == stream_id]:
+                    del table[key]
 
     def _start_source(self, source: AudioSource) -> None:
         t = threading.Thread(target=self._run_source, args=(source,), name=f"source-{source.stream_id}", daemon=True)
@@ -268,6 +279,10 @@ class Pipeline:
         self.stats.bump(utterance.stream_id, "dropped")
         if self.recognizer is not None:  # a worker: whoever waits for this seq's result hears it will not come
             self._notify_gone(utterance, "dropped", reason)
+
+    def _failed_elsewhere(self, utterance: Utterance, reason: str) -> None:
+        self.stats.bump(utterance.stream_id, "failed")
+        self._notify_gone(utterance, "failed", reason)
 
     def _notify_gone(self, utterance: Utterance, outcome: str, reason: str) -> None:
         self._emit(f"{GONE_TOPIC_PREFIX}{utterance.stream_id}", {
@@ -436,6 +451,8 @@ class Pipeline:
     def _run_worker(self) -> None:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sec") as sec_pool:
             while True:
+                if self._sources_done.is_set() and self.open_ended and not self.sources:
+                    return  # a bus consumer that was stopped: finish what it holds (done), take nothing new
                 utterance = self.queue.get(timeout=0.1)
                 if utterance is None:
                     if self._sources_done.is_set() and len(self.queue) == 0:
@@ -577,6 +594,8 @@ class Pipeline:
         with self._emit_lock:
             self._status_seq += 1
             seq = self._status_seq
+        for sid in self.stats.prune_idle(REMOTE_STREAM_IDLE_S):  # streams a bus brought that went quiet
+            self._forget(sid)
         streams = {}
         with self._sources_lock, self.stats.lock:
             sources = {s.stream_id: s for s in self.sources}

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 import numpy as np
+
+
+REMOTE = "bus"  # the source of a stream this process only sees through a bus (a worker's streams)
 
 
 class LatencyWindow:
@@ -40,6 +44,7 @@ class StreamStats:
         self.state = "running"
         self.error: str | None = None
         self.counts = dict.fromkeys(self.FIELDS, 0)
+        self.last_active = time.monotonic()
 
 
 class PipelineStats:
@@ -61,8 +66,20 @@ class PipelineStats:
     def bump(self, stream_id: str, field: str, n: int = 1) -> None:
         with self.lock:
             if stream_id not in self.streams:  # a stream a bus brought to this worker
-                self.streams[stream_id] = StreamStats(stream_id, "bus")
-            self.streams[stream_id].counts[field] += n
+                self.streams[stream_id] = StreamStats(stream_id, REMOTE)
+            st = self.streams[stream_id]
+            st.counts[field] += n
+            st.last_active = time.monotonic()
+
+    def prune_idle(self, idle_s: float) -> list[str]:
+        """Forget streams a bus brought that had no work for ``idle_s`` (a worker runs for months,
+        its streams come and go); returns their ids."""
+        cutoff = time.monotonic() - idle_s
+        with self.lock:
+            gone = [sid for sid, st in self.streams.items() if st.source == REMOTE and st.last_active < cutoff]
+            for sid in gone:
+                del self.streams[sid]
+        return gone
 
     def set_state(self, stream_id: str, state: str, error: str | None = None) -> None:
         """``error`` stays reported until the stream is running again (a microphone that came back)."""

@@ -125,13 +125,21 @@ def test_stale_utterances_are_dropped_and_counted_and_partials_wait_for_finals(l
     _drain(consumer)
     dropped = []
     consumer.on_drop = lambda u, why: dropped.append((u.seq, why))
-    producer.put(_utt(1, age_s=5.0))  # already 5 s old when it reaches a worker
+    producer_dropped = []
+    producer.on_drop = lambda u, why: producer_dropped.append((u.seq, why))
+    producer.put(_utt(1, age_s=5.0))  # already too old to be worth sending: the producer drops it
     producer.put(_utt(2))
     assert producer.flush(5)
-    time.sleep(1.2)  # and utterance 2 is now older than max_lag too: the backlog drains to the present
+    time.sleep(1.2)  # utterance 2 is now older than max_lag on the server: the backlog drains to the present
     assert consumer.get(timeout=1) is None
-    assert [s for s, _ in dropped] == [1, 2] and all("max-lag" in why for _, why in dropped)
-    assert consumer.counters["terminated"] == 2
+    assert [s for s, _ in producer_dropped] == [1] and "not sent within --max-lag" in producer_dropped[0][1]
+    assert [s for s, _ in dropped] == [2] and "max-lag" in dropped[0][1]
+    assert consumer.counters["terminated"] == 1
+    producer.put_wait(_utt(5, age_s=5.0))  # not live (a file read fast): never dropped for lag
+    assert producer.flush(5)
+    late = consumer.get(timeout=1)
+    assert isinstance(late, Utterance) and late.seq == 5 and not late.live
+    consumer.task_done(late, "published")
 
     class Job:
         kind, utterance = "partial", _utt(3, n=4000)
@@ -144,6 +152,33 @@ def test_stale_utterances_are_dropped_and_counted_and_partials_wait_for_finals(l
     assert isinstance(first, Utterance) and first.seq == 4  # the final first
     assert isinstance(second, SpeechEvent) and second.kind == "progress" and second.seq == 3
     consumer.task_done(first, "published")
+
+
+def test_utterance_whose_workers_all_died_is_counted_failed_and_deleted(link):
+    """A worker that takes an utterance and dies (here: a bare pull that never acks) on the last
+    allowed delivery: NATS reports max deliveries, a live worker counts it failed and removes it."""
+    config = wire.BusConfig(ack_wait_s=1.0, max_deliver=1)
+    producer = NatsWorkQueue(link, config, role="produce", session="poison")
+    watcher = NatsWorkQueue(link, config, role="consume", partials=False)
+    _drain(watcher)
+    failed = []
+    watcher.on_failed = lambda u, why: failed.append((u.stream_id, u.seq, why))
+
+    async def die_holding_it():
+        sub = await link.js.pull_subscribe_bind(durable=wire.WORKERS, stream=wire.UTT_STREAM)
+        msgs = await sub.fetch(batch=1, timeout=3)
+        return len(msgs)
+
+    producer.put(_utt(7, "poison"))
+    assert producer.flush(5)
+    assert link.call(die_holding_it()) == 1
+    deadline = time.monotonic() + 10
+    while not failed and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert failed and failed[0][:2] == ("poison", 7) and "no result" in failed[0][2]
+    info = link.call(link.js.stream_info(wire.UTT_STREAM))
+    assert info.state.messages == 0  # deleted, not left to fill the backlog
+    assert watcher.counters["max_deliveries"] == 1
 
 
 def test_unreachable_server_is_a_clear_error():

@@ -205,6 +205,31 @@ def test_workers_and_gateway_survive_a_nats_restart(cluster, processes, nats_ser
     assert "happy" in result.finals[0]["transcript"].lower()
 
 
+def test_gateway_shutdown_finishes_open_streams_with_their_results(cluster, processes, nats_server, dialogue):
+    """SIGTERM to a gateway with a client mid-sentence: the client gets the results of what it said
+    (the open utterance included), the account, then close 1001; nothing is missing."""
+    port = free_port()
+    processes.start("gw-term", "gateway", "--listen", f"127.0.0.1:{port}", *cluster["bus"])
+    processes.wait_log("gw-term", "/v1/stream")
+    out = {}
+
+    def client() -> None:
+        out["result"] = asyncio.run(stream_file(f"ws://127.0.0.1:{port}/v1/stream", str(dialogue.path), "term"))
+
+    t = threading.Thread(target=client)
+    t.start()
+    time.sleep(5.5)  # the first sentence is done, the second is being spoken
+    processes.procs["gw-term"].send_signal(signal.SIGTERM)
+    t.join(60)
+    processes.procs["gw-term"].wait(30)
+    result = out["result"]
+    assert result.close_code == 1001, result.close_reason
+    assert result.summary is not None and result.summary["missing"] == 0
+    assert result.summary["finals"] == result.summary["utterances"] >= 2
+    assert [m["seq"] for m in result.finals] == list(range(1, result.summary["utterances"] + 1))
+    assert processes.procs["gw-term"].returncode == 0
+
+
 def test_killed_gateway_client_sees_the_close_and_reconnects(cluster, processes, dialogue):
     from websockets.exceptions import ConnectionClosed
 

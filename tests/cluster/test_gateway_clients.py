@@ -88,6 +88,7 @@ def test_token_and_path_are_checked(gateway):
     (_start(rate=44.1), "rate"),
     (_start(rate=100), "rate"),
     (_start(channels=0), "channels"),
+    ("[" * 100_000, "not JSON"),  # nesting deep enough to make the JSON parser recurse out
 ])
 def test_bad_start_message_is_closed_1008_with_the_reason(gateway, first, reason):
     code, why = asyncio.run(_closed_with(gateway, first))

@@ -14,7 +14,7 @@ from typing import BinaryIO
 import numpy as np
 
 from emostream.streaming.audio import AudioError
-from emostream.streaming.resample import StreamResampler
+from emostream.streaming.pcm import PcmDecoder
 from emostream.streaming.sources.base import AudioSource, SourceError
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class StdinSource(AudioSource):
         if channels < 1 or channels > 32:
             raise SourceError(f"unsupported channel count {channels} for stdin PCM (1-32)")
         try:
-            self._resample = StreamResampler(rate)
+            self._decode = PcmDecoder(rate, "s16le", channels)
         except AudioError as exc:
             raise SourceError(f"stdin: {exc}; pass the pipe's rate with --rate") from exc
         self.channels = channels
@@ -54,20 +54,16 @@ class StdinSource(AudioSource):
         return None
 
     def _blocks(self, stop: threading.Event) -> Iterator[np.ndarray]:
-        pending = b""
         while True:
             data = self._read(stop)
             if data is None:
                 break
             if not data:
-                if pending:
-                    self.count("partial_frame_bytes", len(pending))
-                    log.warning("stdin ended mid-frame: dropped %d trailing byte(s)", len(pending))
+                if self._decode.pending_bytes:
+                    self.count("partial_frame_bytes", self._decode.pending_bytes)
+                    log.warning("stdin ended mid-frame: dropped %d trailing byte(s)", self._decode.pending_bytes)
                 break
-            pending += data
-            usable = len(pending) - len(pending) % self._frame_bytes
-            if usable:
-                pcm = np.frombuffer(pending[:usable], dtype="<i2").reshape(-1, self.channels)
-                pending = pending[usable:]
-                yield self._resample(pcm.astype(np.float32) / 32768.0)
-        yield self._resample(np.zeros((0, self.channels), np.float32), last=True)
+            block = self._decode(data)
+            if block.size:
+                yield block
+        yield self._decode(b"", last=True)
