@@ -56,7 +56,8 @@ class GatewayConfig:
     send_timeout_s: float = 5.0
     result_wait_s: float = 20.0  # after "end": how long to wait for the last results
     hold_s: float = 2.0  # a final waits this long for an earlier missing one (see ordering)
-    max_buffered_s: float = 5.0  # audio waiting for the segmenter before the stream counts as overloaded
+    max_buffered_s: float = 5.0  # audio waiting for the segmenter; beyond it the client is slowed down
+    overload_s: float = 10.0  # ... and if it stays full this long, the stream is closed 1013
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls_cert:
@@ -327,6 +328,19 @@ class Gateway:
             return None
         raise TimeoutError
 
+    async def _push(self, conn: _Connection, block) -> bool:
+        """Hand audio to the segmenter; while its buffer is full, stop reading from this client (TCP
+        slows a client that sends faster than real time) for up to ``overload_s``."""
+        if conn.source.push(block):
+            return True
+        conn.source.count("backpressure_waits")
+        end = time.monotonic() + self.config.overload_s
+        while time.monotonic() < end:
+            await asyncio.sleep(0.02)
+            if conn.source.push(block):
+                return True
+        return False
+
     async def _stream(self, conn: _Connection, sender: asyncio.Task) -> None:
         from websockets.exceptions import ConnectionClosed
 
@@ -349,7 +363,7 @@ class Gateway:
                     except AudioError as exc:
                         code, reason = 1008, str(exc)
                         break
-                    if block.size and not conn.source.push(block):
+                    if block.size and not await self._push(conn, block):
                         code, reason = 1013, "overloaded: audio arrives faster than it is segmented"
                         break
                     continue

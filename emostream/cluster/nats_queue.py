@@ -64,6 +64,7 @@ class NatsWorkQueue:
         self._subs: dict[int, tuple[Any, Any]] = {}  # thread id -> (finals, early) pull subscriptions
         self._closed = False
         self._sending = False
+        self._advisories: Any = None
         try:
             link.call(wire.ensure_streams(link.js, config, consumer=role == "consume"))
         except Exception as exc:  # no JetStream on that server, no permission, a timeout
@@ -295,7 +296,7 @@ class NatsWorkQueue:
             if self.on_failed is not None:
                 self.on_failed(utterance, f"{utterance.delivery} deliveries, no result (workers died holding it)")
 
-        await self.link.nc.subscribe(subject, queue="emostream-workers", cb=on_advisory)
+        self._advisories = await self.link.nc.subscribe(subject, queue="emostream-workers", cb=on_advisory)
 
     def is_last_try(self, utterance: Utterance) -> bool:
         return utterance.delivery >= self.config.max_deliver
@@ -327,6 +328,11 @@ class NatsWorkQueue:
     def close(self) -> None:
         """Stop; what a producer could not send by now is dropped and counted, not lost unseen."""
         self._closed = True
+        if self.role == "consume" and self._advisories is not None:
+            try:  # a stopped worker leaves the advisory queue group to the live ones
+                self.link.call(self._advisories.unsubscribe(), timeout=5)
+            except Exception as exc:
+                log.debug("advisory unsubscribe: %s", exc)
         if self.role == "produce":
             try:
                 self.link.call(self._abandon(), timeout=5)

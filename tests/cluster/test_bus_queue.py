@@ -116,6 +116,8 @@ def test_failed_utterance_is_retried_then_counted_failed(link):
     got = [consumer.get(timeout=1.0) for _ in range(2)]
     assert [u.seq for u in got if u is not None] == [2] and producer.counters["duplicates"] == 1
     consumer.task_done(got[0], "published")
+    consumer.close()
+    producer.close()
 
 
 def test_stale_utterances_are_dropped_and_counted_and_partials_wait_for_finals(link):
@@ -152,6 +154,8 @@ def test_stale_utterances_are_dropped_and_counted_and_partials_wait_for_finals(l
     assert isinstance(first, Utterance) and first.seq == 4  # the final first
     assert isinstance(second, SpeechEvent) and second.kind == "progress" and second.seq == 3
     consumer.task_done(first, "published")
+    consumer.close()
+    producer.close()
 
 
 def test_utterance_whose_workers_all_died_is_counted_failed_and_deleted(link):
@@ -179,6 +183,8 @@ def test_utterance_whose_workers_all_died_is_counted_failed_and_deleted(link):
     info = link.call(link.js.stream_info(wire.UTT_STREAM))
     assert info.state.messages == 0  # deleted, not left to fill the backlog
     assert watcher.counters["max_deliveries"] == 1
+    watcher.close()
+    producer.close()
 
 
 def test_unreachable_server_is_a_clear_error():

@@ -16,7 +16,7 @@ class PushSource(AudioSource):
     """``push`` 16 kHz mono float32 blocks; ``end`` when the sender is done.
 
     The buffer between the pusher and the segmenter is bounded in seconds of audio: a ``push`` that
-    does not fit returns False (the pusher tells its client it is overloaded) and keeps nothing.
+    does not fit returns False and keeps nothing; the pusher slows its client down (or gives up).
     """
 
     kind = "network"
@@ -30,11 +30,12 @@ class PushSource(AudioSource):
         self._ended = False
 
     def push(self, block: np.ndarray) -> bool:
+        """False (nothing kept) when the buffer has no room: the pusher waits and tries again, or
+        gives up (the gateway closes 1013 after a while)."""
         with self._lock:
             if self._ended:
                 return True
             if self._buffered + block.size > self._limit:
-                self.count("overflows")
                 return False
             self._buffered += block.size
         self._queue.put(block)
