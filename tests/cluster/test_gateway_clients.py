@@ -171,3 +171,32 @@ def test_client_that_never_reads_is_cut_off_and_others_are_served(gateway, nats_
         assert "cut off deaf" in processes.log("gw")
     finally:
         link.close()
+
+
+def test_tls_gateway_serves_wss_with_its_certificate(nats_server, processes, tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not installed (needed to make a test certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    port = free_port()
+    processes.start("gw-tls", "gateway", "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert), "--tls-key",
+                    str(key), "--nats", nats_server.url)
+    processes.wait_log("gw-tls", "wss://")
+    trusting = ssl.create_default_context(cafile=str(cert))
+
+    async def go():
+        async with connect(f"wss://127.0.0.1:{port}/v1/stream", ssl=trusting) as ws:
+            await ws.send(_start(stream_id="tls"))
+            ready = json.loads(await ws.recv())
+        with pytest.raises(ssl.SSLCertVerificationError):  # a client that does not trust it refuses
+            async with connect(f"wss://127.0.0.1:{port}/v1/stream", ssl=ssl.create_default_context()):
+                pass
+        return ready
+
+    assert asyncio.run(go())["type"] == "ready"
