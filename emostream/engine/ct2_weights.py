@@ -59,3 +59,24 @@ def read_ct2_variables(path: str | Path, prefix: str = "") -> dict[str, np.ndarr
     if not out:
         raise CT2FormatError(f"{path}: no variables start with {prefix!r}")
     return out
+
+
+def write_ct2_variables(path: str | Path, variables: dict[str, np.ndarray], spec: str = "emostream_subset",
+                        revision: int = 1) -> None:
+    """Write ``variables`` in the same format (version 6, no aliases): a subset of a model, such as
+    the Whisper encoder alone, that ``read_ct2_variables`` reads back exactly."""
+    codes = {np.dtype(t): k for k, t in _DTYPES.items()}
+
+    def string(text: str) -> bytes:
+        raw = text.encode("utf-8") + b"\0"
+        return struct.pack("<H", len(raw)) + raw
+
+    with Path(path).open("wb") as f:
+        f.write(struct.pack("<I", 6) + string(spec) + struct.pack("<II", revision, len(variables)))
+        for name, array in variables.items():
+            array = np.asarray(array, order="C")  # (ascontiguousarray would turn a scalar into shape (1,))
+            if array.dtype not in codes:
+                raise CT2FormatError(f"variable {name}: dtype {array.dtype} has no CTranslate2 id")
+            f.write(string(name) + struct.pack("<B", array.ndim) + struct.pack(f"<{array.ndim}I", *array.shape))
+            f.write(struct.pack("<BI", codes[array.dtype], array.nbytes) + array.tobytes())
+        f.write(struct.pack("<I", 0))  # aliases

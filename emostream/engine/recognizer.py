@@ -67,11 +67,12 @@ def cell_inputs(sec: SECOutput, tec: TECOutput, asr_confidence: float) -> tuple[
             t(sec.logits), t(tec.logits))
 
 
-def load_sec(bundle: Bundle) -> SECModel:
-    """The Whisper SEC: frozen lower layers from the bundled tiny.en, our fine-tuned top + head."""
+def load_sec(bundle: Bundle, asr_dir: str | Path | None = None) -> SECModel:
+    """The Whisper SEC: frozen lower layers from the bundled tiny.en, our fine-tuned top + head.
+    ``asr_dir``: another copy of the same tiny.en weights (only its ``encoder/`` variables are read)."""
     sec = bundle.manifest["sec"]
     states = tuple(sec["states"]) if "states" in sec else None
-    model = whisper_sec(str(bundled_asr_dir()), sec.get("head", "pooling"), states, noise_gate=sec.get("noise_gate", False))
+    model = whisper_sec(str(asr_dir or bundled_asr_dir()), sec.get("head", "pooling"), states, noise_gate=sec.get("noise_gate", False))
     missing, unexpected = model.load_state_dict(bundle.part("sec"), strict=False)
     if unexpected:
         raise RuntimeError(f"SEC weights in the bundle do not fit the model: {unexpected[:3]}")

@@ -7,7 +7,7 @@ import torch
 from faster_whisper.feature_extractor import FeatureExtractor
 
 from emostream.engine.asr import bundled_asr_dir
-from emostream.engine.ct2_weights import CT2FormatError, read_ct2_variables
+from emostream.engine.ct2_weights import CT2FormatError, read_ct2_variables, write_ct2_variables
 from emostream.engine.logmel import LogMel
 from emostream.engine.whisper_encoder import WhisperEncoderStack
 
@@ -47,6 +47,19 @@ def test_ct2_reader_rejects_other_files(tmp_path):
     bad.write_bytes(b"\x09\x00\x00\x00junk")
     with pytest.raises(CT2FormatError):
         read_ct2_variables(bad)
+
+
+def test_encoder_subset_written_and_read_back_builds_the_same_encoder(encoder, tmp_path):
+    """The encoder alone (a fifth of tiny.en) is what a GPU check carries; it must be the same model."""
+    variables = read_ct2_variables(bundled_asr_dir() / "model.bin", prefix="encoder/")
+    write_ct2_variables(tmp_path / "model.bin", variables)
+    back = read_ct2_variables(tmp_path / "model.bin")
+    assert back.keys() == variables.keys()
+    for name, array in variables.items():
+        assert back[name].dtype == array.dtype and np.array_equal(back[name], array)
+    rebuilt = WhisperEncoderStack.from_ct2(tmp_path)
+    for (k, a), (_, b) in zip(encoder.state_dict().items(), rebuilt.state_dict().items()):
+        assert torch.equal(a, b), k
 
 
 def _with_room_tone(x: np.ndarray, snr_db: float, pad_s: float = 1.0, seed: int = 0) -> tuple[np.ndarray, int]:

@@ -17,8 +17,10 @@ class OrtSEC:
         if device == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendUnavailable("onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
-            # heuristic: an exhaustive cuDNN search would rerun for every new utterance length
-            providers = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
+            # heuristic: an exhaustive cuDNN search would rerun for every new utterance length;
+            # no TF32: in torch on an H200 it moved the SEC's probabilities by 2.8e-3 (the log-mel DFT is a conv)
+            options = {"cudnn_conv_algo_search": "HEURISTIC", "use_tf32": "0"}
+            providers = [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, threads)
         opts.inter_op_num_threads = 1

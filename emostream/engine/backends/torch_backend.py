@@ -16,6 +16,11 @@ class TorchSEC:
             raise BackendUnavailable("torch has no CUDA device (CPU build or no GPU)")
         if threads:
             torch.set_num_threads(threads)
+        if device == "cuda":
+            # FP32 convolutions: cuDNN's default TF32 in the log-mel DFT (a conv) moved probabilities by
+            # 2.8e-3 on an H200 (1.4e-6 without). Process-wide, not per call: a context manager around
+            # each call would race between the pipeline's threads; the SEC is our only cuDNN user.
+            torch.backends.cudnn.allow_tf32 = False
         self.device = torch.device(device)
         # a copy on the GPU: the caller's model stays on the CPU for the other backends and references
         self.model = (copy.deepcopy(sec_model).to(self.device) if device != "cpu" else sec_model).eval()
