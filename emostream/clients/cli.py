@@ -130,6 +130,9 @@ def _nats_flags(p: argparse.ArgumentParser, edge: bool = False) -> None:
                    help="utterances stored per stream on the server before new ones are refused and counted "
                         "(default %(default)s; set when the stream is first created, by whichever process starts "
                         "first; change it later with `nats stream edit EMOSTREAM_UTT`)")
+    g.add_argument("--replicas", type=int, default=b.replicas, metavar="N",
+                   help="on a NATS cluster: keep N copies of the queued utterances (3 survives losing one server; "
+                        "default %(default)s; like --backlog, set by the process that creates the streams)")
 
 
 def _curve_flags(p: argparse.ArgumentParser) -> None:
@@ -257,6 +260,9 @@ def _cluster_parsers(sub) -> None:
     p.add_argument("--tls-cert", default=None, metavar="PEM", help="serve wss:// with this certificate chain")
     p.add_argument("--tls-key", default=None, metavar="PEM", help="its private key")
     p.add_argument("--max-streams", type=int, default=64, help="concurrent streams before 1013 (default %(default)s)")
+    p.add_argument("--ws-compression", action="store_true",
+                   help="accept permessage-deflate when a client offers it (off by default: audio does not compress, and each "
+                        "compressed connection holds zlib state)")
     p.add_argument("--partial-interval", type=float, default=SegmenterConfig().partial_interval_s, metavar="S",
                    help="ask the workers for a partial result every S s of new speech (default %(default)s; 0 = off)")
     p.add_argument("--name", default=None, help="id in status (default gateway-HOST-PID)")

@@ -28,7 +28,7 @@ def bus_config(args: argparse.Namespace):
     from emostream.cluster.wire import BusConfig
 
     return BusConfig(backlog_per_stream=args.backlog, ack_wait_s=args.ack_wait, max_deliver=args.max_deliver,
-                     max_lag_s=args.max_lag)
+                     max_lag_s=args.max_lag, replicas=args.replicas)
 
 
 def connect(command: str, args: argparse.Namespace, name: str):
@@ -114,7 +114,8 @@ def run_gateway(args: argparse.Namespace) -> int:
     try:
         config = GatewayConfig(host=host or "127.0.0.1", port=int(port), token=args.token or
                                os.environ.get("EMOSTREAM_GATEWAY_TOKEN"), tls_cert=args.tls_cert,
-                               tls_key=args.tls_key, max_streams=args.max_streams)
+                               tls_key=args.tls_key, max_streams=args.max_streams,
+                               compression=args.ws_compression)
         if bool(args.tls_cert) != bool(args.tls_key):
             raise ValueError("--tls-cert and --tls-key go together")
         ssl_ok = config.ssl_context()  # a bad certificate is reported now, not at the first client

@@ -58,6 +58,9 @@ class GatewayConfig:
     hold_s: float = 2.0  # a final waits this long for an earlier missing one (see ordering)
     max_buffered_s: float = 5.0  # audio waiting for the segmenter; beyond it the client is slowed down
     overload_s: float = 10.0  # ... and if it stays full this long, the stream is closed 1013
+    # permessage-deflate: off, because results are small JSON and audio does not compress, while each
+    # compressed connection holds zlib state; in a 10-min soak it was the gateway's only RSS growth.
+    compression: bool = False
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls_cert:
@@ -197,6 +200,7 @@ class Gateway:
         c = self.config
         self.server = await serve(self._handle, c.host, c.port, process_request=self._check_request,
                                   max_size=c.max_frame_bytes, max_queue=32, ssl=c.ssl_context(),
+                                  compression="deflate" if c.compression else None,
                                   ping_interval=20, ping_timeout=20, close_timeout=5)
         self.port = self.server.sockets[0].getsockname()[1]
         scheme = "wss" if c.tls_cert else "ws"

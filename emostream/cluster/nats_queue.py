@@ -66,10 +66,16 @@ class NatsWorkQueue:
         self._sending = False
         self._advisories: Any = None
         try:
-            link.call(wire.ensure_streams(link.js, config, consumer=role == "consume"))
-        except Exception as exc:  # no JetStream on that server, no permission, a timeout
+            link.call(wire.ensure_streams(link.js, config, consumer=role == "consume"),
+                      timeout=config.ready_timeout_s + 30)
+        except Exception as exc:  # no JetStream on that server, no permission, a timeout, too many replicas
+            from nats.errors import NoRespondersError
+            from nats.errors import TimeoutError as RequestTimeout
+
+            hint = " (is JetStream on? nats-server -js …)" if isinstance(exc, (NoRespondersError, RequestTimeout,
+                                                                                 TimeoutError)) else ""
             raise BusError(f"cannot set up the JetStream work queue on {link.options.url}: "
-                           f"{exc or type(exc).__name__} (is JetStream on? nats-server -js …)") from exc
+                           f"{exc or type(exc).__name__}{hint}") from exc
         if role == "produce":
             self._outbox: asyncio.Queue = link.call(self._make_outbox())
             self._sender = link.spawn(self._send_loop())

@@ -62,13 +62,17 @@ class BusConfig:
     max_lag_s: float = 10.0  # an utterance older than this when a worker takes it is dropped (drop-oldest)
     partial_max_age_s: float = 2.0  # a partial snapshot older than this is skipped
     duplicate_window_s: float = 120.0
+    replicas: int = 1  # copies of each stream on a NATS cluster (3: survives the loss of one server)
+    ready_timeout_s: float = 30.0  # a cluster just started elects its JetStream leader first: wait this long
 
     def __post_init__(self) -> None:
-        for name in ("ack_wait_s", "max_lag_s", "partial_max_age_s", "duplicate_window_s"):
+        for name in ("ack_wait_s", "max_lag_s", "partial_max_age_s", "duplicate_window_s", "ready_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.backlog_per_stream < 1 or self.max_deliver < 1:
             raise ValueError("backlog_per_stream and max_deliver must be at least 1")
+        if not 1 <= self.replicas <= 5:
+            raise ValueError(f"replicas must be 1 to 5 (JetStream's limit), got {self.replicas}")
 
 
 def encode(utterance: Utterance, kind: str = "final") -> tuple[bytes, dict[str, str]]:
@@ -112,10 +116,31 @@ def decode(payload: bytes, headers: dict[str, str] | None, delivery: int = 1) ->
         raise WireError(f"not an emostream utterance: {exc}") from exc
 
 
+async def _when_ready(call, timeout_s: float):
+    """Run a JetStream API call, retrying while the server answers 503, not at all, or cannot place
+    the replicas yet: a cluster that has just started (or lost its leader) settles for a few seconds."""
+    import asyncio
+
+    from nats.errors import TimeoutError as RequestTimeout
+    from nats.js.errors import BadRequestError, ServiceUnavailableError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await call()
+        except (ServiceUnavailableError, RequestTimeout, BadRequestError) as exc:
+            # 10005 "no suitable peers for placement": the other servers have not reported in yet
+            settling = not isinstance(exc, BadRequestError) or getattr(exc, "err_code", None) == 10005
+            if not settling or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
 async def ensure_streams(js, config: BusConfig, consumer: bool = False) -> None:
     """Create the streams and consumers where missing. The workers own the consumer's settings
     (``consumer=True``: their ack wait and max deliveries are applied); a producer started with
-    other defaults does not change them."""
+    other defaults does not change them. Streams keep the settings (backlog, replicas) of the
+    process that created them first."""
     from nats.js.api import (
         AckPolicy,
         ConsumerConfig,
@@ -129,31 +154,34 @@ async def ensure_streams(js, config: BusConfig, consumer: bool = False) -> None:
     streams = [
         StreamConfig(name=UTT_STREAM, subjects=[f"{PREFIX}.utt.>"], retention=RetentionPolicy.WORK_QUEUE,
                      storage=StorageType.FILE, max_msgs_per_subject=config.backlog_per_stream,
-                     discard=DiscardPolicy.NEW, discard_new_per_subject=True,
+                     discard=DiscardPolicy.NEW, discard_new_per_subject=True, num_replicas=config.replicas,
                      max_age=max(600.0, config.duplicate_window_s), duplicate_window=config.duplicate_window_s),
         StreamConfig(name=EARLY_STREAM, subjects=[f"{PREFIX}.early.>"], retention=RetentionPolicy.WORK_QUEUE,
                      storage=StorageType.MEMORY, max_msgs_per_subject=1, discard=DiscardPolicy.OLD,
-                     max_age=max(5.0, 2 * config.partial_max_age_s), duplicate_window=1.0),
+                     num_replicas=config.replicas, max_age=max(5.0, 2 * config.partial_max_age_s),
+                     duplicate_window=1.0),
     ]
+    wait = config.ready_timeout_s
     for sc in streams:
         try:
-            await js.stream_info(sc.name)
+            await _when_ready(lambda: js.stream_info(sc.name), wait)
         except NotFoundError:
             try:
-                await js.add_stream(sc)
-            except BadRequestError:  # another process made it meanwhile
-                pass
+                await _when_ready(lambda: js.add_stream(sc), wait)
+            except BadRequestError as exc:
+                if getattr(exc, "err_code", None) != 10058:  # 10058: another process made it meanwhile
+                    raise
     if not consumer:
         for stream, name in ((UTT_STREAM, WORKERS), (EARLY_STREAM, EARLY_WORKERS)):
             try:
-                await js.consumer_info(stream, name)
+                await _when_ready(lambda: js.consumer_info(stream, name), wait)
             except NotFoundError:
                 break
         else:
             return
-    await js.add_consumer(UTT_STREAM, ConsumerConfig(
+    await _when_ready(lambda: js.add_consumer(UTT_STREAM, ConsumerConfig(
         durable_name=WORKERS, ack_policy=AckPolicy.EXPLICIT, ack_wait=config.ack_wait_s,
-        max_deliver=config.max_deliver, max_ack_pending=1000))
-    await js.add_consumer(EARLY_STREAM, ConsumerConfig(
+        max_deliver=config.max_deliver, max_ack_pending=1000)), wait)
+    await _when_ready(lambda: js.add_consumer(EARLY_STREAM, ConsumerConfig(
         durable_name=EARLY_WORKERS, ack_policy=AckPolicy.EXPLICIT, ack_wait=5.0, max_deliver=1,
-        max_ack_pending=1000))
+        max_ack_pending=1000)), wait)

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from cluster_helpers import make_utterance as _utt
 
 from emostream.cluster import wire
 from emostream.cluster.gateway import FrameDecoder, StartError, StreamSpec
@@ -13,13 +14,6 @@ from emostream.cluster.link import BusError, NatsLink, NatsOptions
 from emostream.cluster.nats_queue import NatsWorkQueue
 from emostream.cluster.ordering import ResultOrder
 from emostream.streaming.frames import SpeechEvent, Utterance
-
-
-def _utt(seq: int, sid: str = "s", age_s: float = 0.0, n: int = 8000) -> Utterance:
-    rng = np.random.default_rng(seq)
-    return Utterance(stream_id=sid, seq=seq, start_s=seq * 1.0, end_s=seq * 1.0 + n / 16000,
-                     samples=(0.1 * rng.standard_normal(n)).astype(np.float32), closed_wall=time.time() - age_s,
-                     closed_perf=time.perf_counter() - age_s)
 
 
 def test_wire_round_trip_keeps_audio_and_metadata():

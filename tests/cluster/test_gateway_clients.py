@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from cluster_helpers import free_port
+from cluster_helpers import free_port, self_signed_cert
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -73,6 +73,10 @@ def test_token_and_path_are_checked(gateway):
             async with connect(gateway.replace("/v1/stream", "/stream"), additional_headers=_auth()):
                 pass
         async with connect(gateway + f"?token={TOKEN}") as ws:  # browsers cannot set headers
+            # the client offers permessage-deflate (websockets' default, as browsers do); the gateway
+            # declines it unless started with --ws-compression
+            assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers
             await ws.send(_start(stream_id="browser"))
             assert json.loads(await ws.recv())["type"] == "ready"
         return no_token.value.response.status_code, wrong_path.value.response.status_code
@@ -174,16 +178,9 @@ def test_client_that_never_reads_is_cut_off_and_others_are_served(gateway, nats_
 
 
 def test_tls_gateway_serves_wss_with_its_certificate(nats_server, processes, tmp_path):
-    import shutil
     import ssl
-    import subprocess
 
-    if not shutil.which("openssl"):
-        pytest.skip("openssl not installed (needed to make a test certificate)")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
+    cert, key = self_signed_cert(tmp_path)
     port = free_port()
     processes.start("gw-tls", "gateway", "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert), "--tls-key",
                     str(key), "--nats", nats_server.url)
