@@ -19,6 +19,17 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+
+
+class _SslEofNoise(logging.Filter):
+    """nats-py's protocol returns True from eof_received, which asyncio's TLS transport warns about
+    each time a tls:// server closes a connection; the close itself is reported by us."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_SslEofNoise())
 T = TypeVar("T")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -87,7 +98,12 @@ class NatsLink:
 
         async def on_error(exc: Exception) -> None:
             self.counters["errors"] += 1
-            self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            # a server that refuses us (authorization) closes the socket, so a broken pipe or reset
+            # often comes last: keep the refusal, which is what the user can act on
+            if not isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)) \
+                    or self.last_error is None:
+                self.last_error = text
             log.debug("nats: %s", exc)
 
         async def on_disconnected() -> None:
