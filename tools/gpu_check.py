@@ -12,7 +12,7 @@ a 64 MiB limit on what travels, so the check is split in two:
 why one cannot start, checks each one's probabilities against torch FP32 on CPU with the tolerances
 of tests/engine/test_backends.py, and times each on the same utterances (median / p95 / p99, ratio
 against torch CPU with 2 threads in the same run). Exit status 1 if a backend that ran is out of
-tolerance. Where espeak-ng and a GPU are both present, `pytest tests/engine/test_backends.py` and
+tolerance or a backend that is installed fails to start. Where espeak-ng and a GPU are both present, `pytest tests/engine/test_backends.py` and
 `emostream bench` are the fuller checks.
 """
 
@@ -186,7 +186,10 @@ def main() -> int:
               f" <= {r['tolerance']:g})  utterance median {u['median']:.2f} p95 {u['p95']:.2f} ms"
               f" (x{r.get('ratio_vs_torch_cpu_2t', {}).get('median', float('nan')):.3f})"
               f"  30 s median {lg['median']:.2f} ms")
-    return 0 if all(r["parity_ok"] for r in results["backends"].values()) else 1
+    failed = [name for name, why in results["skipped"].items() if why.startswith("failed:")]
+    if failed:
+        print(f"failed to start: {', '.join(failed)}")
+    return 0 if all(r["parity_ok"] for r in results["backends"].values()) and not failed else 1
 
 
 if __name__ == "__main__":

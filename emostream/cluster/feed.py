@@ -43,16 +43,24 @@ class OrderedFeed:
         self.counters["received"] += 1
         try:
             message = json.loads(msg.data)
-            if self.accept(msg.subject, message):
-                self.deliver(self.order.add(message))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            if not isinstance(message, dict):
+                raise TypeError(f"a JSON {type(message).__name__}, not an object")
+            if not self.accept(msg.subject, message):
+                return
+            ready = self.order.add(message)
+        except (ValueError, KeyError, TypeError) as exc:
             self.counters["invalid"] += 1
             log.warning("ignored a message on %s: %s", msg.subject, exc)
+            return
+        self.deliver(ready)
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
-            self.deliver(self.order.expire())
+            try:
+                self.deliver(self.order.expire())
+            except Exception:  # a failing sink must not stop expiry for every later result
+                log.exception("delivering held results failed")
 
     async def stop(self) -> None:
         """Stop listening and deliver whatever is still held."""

@@ -95,14 +95,15 @@ class NatsLink:
 
     async def _connect(self) -> None:
         import nats
+        import nats.errors
 
         async def on_error(exc: Exception) -> None:
             self.counters["errors"] += 1
             text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             # a server that refuses us (authorization) closes the socket, so a broken pipe or reset
             # often comes last: keep the refusal, which is what the user can act on
-            if not isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)) \
-                    or self.last_error is None:
+            if not isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError,
+                                    nats.errors.UnexpectedEOF)) or self.last_error is None:
                 self.last_error = text
             log.debug("nats: %s", exc)
 

