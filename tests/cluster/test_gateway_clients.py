@@ -177,6 +177,23 @@ def test_client_that_never_reads_is_cut_off_and_others_are_served(gateway, nats_
         link.close()
 
 
+def test_ws_compression_is_negotiated_when_asked_for(nats_server, processes):
+    port = free_port()
+    processes.start("gw-deflate", "gateway", "--listen", f"127.0.0.1:{port}", "--ws-compression",
+                    "--nats", nats_server.url)
+    processes.wait_log("gw-deflate", "/v1/stream")
+
+    async def go():
+        async with connect(f"ws://127.0.0.1:{port}/v1/stream") as ws:
+            await ws.send(_start(stream_id="deflate"))
+            ready = json.loads(await ws.recv())
+            return ws.response.headers.get("Sec-WebSocket-Extensions", ""), ready["type"]
+
+    extensions, first = asyncio.run(go())
+    assert "permessage-deflate" in extensions and first == "ready"
+    processes.stop("gw-deflate")
+
+
 def test_tls_gateway_serves_wss_with_its_certificate(nats_server, processes, tmp_path):
     import ssl
 

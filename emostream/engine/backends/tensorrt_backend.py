@@ -75,6 +75,8 @@ def build_engine(onnx_path: Path, profile: TensorRTProfile, fp16: bool) -> bytes
         raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, profile.workspace_mb << 20)
+    if not fp16:  # the FP32 fallback exists for accuracy: no TF32 either (on by default in TensorRT)
+        config.clear_flag(trt.BuilderFlag.TF32)
     if fp16:
         if not builder.platform_has_fast_fp16:
             log.warning("this GPU has no fast FP16; building FP32")
