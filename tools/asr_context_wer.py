@@ -29,7 +29,7 @@ from emostream.engine.asr import CONTEXTS, ASRConfig
 from emostream.engine.recognizer import Recognizer
 from emostream.engine.training.corpora import ravdess_clips
 from emostream.engine.training.metrics import scores, wer_words
-from emostream.engine.training.train import TrainConfig
+from emostream.engine.training.pipeline import TrainConfig
 from emostream.engine.training.union import (NEURAL_TEST_VOICES, neural_meld, ravdess_waveforms, spoken_meld,
                                              synthesize, synthesize_neural)
 from emostream.streaming.segmenter import trim_to_speech

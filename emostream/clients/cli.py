@@ -43,30 +43,13 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from emostream.engine.training.train import TrainConfig, run_training
+    from emostream.engine.training.pipeline import TrainConfig, run_training
+    from emostream.engine.training.report_md import report_markdown
 
     torch.set_num_threads(args.threads)
-    from emostream.engine.training.sec_train import SECTrainConfig
-
-    cfg = TrainConfig(out=Path(args.out), cache=Path(args.cache), seed=args.seed,
-                      compare_compact=not args.no_compact, sec=SECTrainConfig(head=args.sec_head),
-                      representation_study=args.representation_study)
-    report = run_training(cfg)
-    if "robustness" in report:  # the shipped probe model: the multi-condition study
-        from emostream.engine.training.robust_train import robustness_markdown
-
-        print(robustness_markdown(report))
-    else:
-        p = report["perspectives"]
-        print(f"SEC (b) Whisper, {report['sec']['whisper_b']['variant']}: RAVDESS UA "
-              f"{report['sec']['whisper_b']['ua_mean']:.3f} ± {report['sec']['whisper_b']['ua_std']:.3f}")
-        if report["sec"]["compact_scratch_a"]:
-            a = report["sec"]["compact_scratch_a"]
-            print(f"SEC (a) compact from scratch, RAVDESS UA {a['ua_mean']:.3f} ± {a['ua_std']:.3f}")
-        for name in ("ravdess", "meld_spoken", "union"):
-            print(f"{name:12s} " + "  ".join(f"{s}: UA {p[name][s]['ua_mean']:.3f}" for s in ("sec_only", "tec_only", "fused")))
-    print(f"TEC MELD test weighted F1 {report['tec']['test']['weighted_f1']:.3f}, UA {report['tec']['test']['ua']:.3f}")
-    print(f"wrote {args.out}/emostream-default.{{json,safetensors}} and report.json "
+    report = run_training(TrainConfig(out=Path(args.out), cache=Path(args.cache), seed=args.seed))
+    print(report_markdown(report))
+    print(f"wrote {args.out}/emostream-default.{{json,safetensors}}, report.json, report.md, reliability.png "
           f"({report['timings_s']['total'] / 60:.1f} min)")
     return 0
 
@@ -613,24 +596,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_devices)
 
     p = sub.add_parser("train", help="train and evaluate the default model on ../shared/data",
-                       description="Train TEC on MELD; build a seeded noise bank (babble, hum, keyboard, ventilation, "
-                                   "rooms) and degraded copies of every RAVDESS clip; compare SEC variants on "
-                                   "speaker-independent folds under clean, noisy (0-30 dB), reverberant and "
-                                   "telephone-band conditions and pick the best mean over conditions; train the "
-                                   "fusion on clean + degraded rows and spoken MELD lines; write the bundle, "
-                                   "report.json/report.md and ua_vs_snr.png. Seeded; stages cache their results.")
+                       description="One seeded pipeline, every stage cached: features (Whisper statistics of "
+                                   "RAVDESS clean, degraded and as training copies; MELD lines spoken by espeak-ng "
+                                   "and Kokoro voices; tiny.en transcripts by the real-length path) -> the words "
+                                   "branch (MiniLM fine-tuned on MELD + XED + GoEmotions as ASR writes them) and "
+                                   "the voice probe on speaker-independent folds -> the fusion -> a calibrated "
+                                   "confidence (fitted on held-out speakers and lines) -> OUT/emostream-default."
+                                   "{json,safetensors}, report.json, report.md, reliability.png. Studies (SEC "
+                                   "variants, representation study, fusion search) live in experiments/.")
     p.add_argument("--out", default="runs/default", help="output directory for the bundle and report.json")
     p.add_argument("--cache", default=".cache/train", help="feature/stage cache directory")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sec-head", choices=("probe", "pooling"), default="probe",
-                   help="probe: frozen Whisper encoder + logistic-regression probe on every layer's statistics "
-                        "(default, shipped); pooling: fine-tune Whisper layers 2-3 with a weighted-layer pooling "
-                        "head (≈ 25 min more)")
-    p.add_argument("--no-compact", action="store_true", help="skip the from-scratch SEC comparison (a)")
-    p.add_argument("--representation-study", action="store_true",
-                   help="also score attentive pooling and three fine-tunes of the top Whisper layers on the same "
-                        "folds and conditions (rows in the report; the shipped probe is chosen among shippable "
-                        "rows; frame cache 6.6 GB, ≈ 41 min more on 2 cores)")
     p.add_argument("--threads", type=int, default=_threads())
     p.set_defaults(func=_cmd_train)
 

@@ -16,7 +16,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 EMOTION_SCHEMA_ID = "urn:emostream:schema:emotion:1"
 STATUS_SCHEMA_ID = "urn:emostream:schema:status:1"
 PARTIAL_SCHEMA_ID = "urn:emostream:schema:partial:1"
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 EMOTION_TOPIC_PREFIX = "emotion."
 PARTIAL_TOPIC_PREFIX = "partial."
 STATUS_TOPIC = "status"
@@ -61,7 +61,9 @@ def partial_topic(stream_id: str) -> str:
 def _emotion_fields(result) -> dict[str, Any]:
     return {"label": result.label, "confidence": round(result.confidence, 5),
             "probs": {k: round(v, 5) for k, v in result.probs.items()},
-            "valence": round(result.valence, 4), "arousal": round(result.arousal, 4)}
+            "valence": round(result.valence, 4), "arousal": round(result.arousal, 4),
+            **({"words": {"valence": round(result.words_va[0], 4), "arousal": round(result.words_va[1], 4)}}
+               if getattr(result, "words_va", None) else {})}
 
 
 def _timings(timings_ms: dict[str, float]) -> dict[str, float]:

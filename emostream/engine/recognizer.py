@@ -18,6 +18,7 @@ import torch
 
 from emostream.engine.asr import ASRConfig, SpeechRecognizer, Transcript, bundled_asr_dir
 from emostream.engine.bundle import Bundle
+from emostream.engine.calibration import Calibrator, calibration_signals
 from emostream.engine.fusion import FusionClassifier, FusionConfig
 from emostream.engine.sec import SECModel, whisper_sec
 from emostream.engine.text import TextEncoder, TextHead
@@ -40,6 +41,7 @@ class EmotionResult:
     timings_ms: dict[str, float]
     model_ids: dict[str, str] = field(default_factory=dict)
     speech_s: tuple[float, float] | None = None  # classify: the part of the clip judged as speech
+    words_va: tuple[float, float] | None = None  # valence, arousal from the words alone (None: no words)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class TECOutput:
     logits: np.ndarray
     has_text: bool
     tokens: np.ndarray | None = None  # (T, d) token states (T = 0 without a transcript)
+    va: tuple[float, float] | None = None  # valence, arousal from the words (bundles with a text_va head)
 
 
 def cell_inputs(sec: SECOutput, tec: TECOutput, asr_confidence: float) -> tuple[torch.Tensor, ...]:
@@ -114,9 +117,13 @@ class Recognizer:
         self.text_head = TextHead(self.text_encoder.dim)
         self.text_head.load_state_dict(self.bundle.part("text_head"))
         self.text_head.eval()
+        va = self.bundle.part("text_va")
+        self.text_va = (va["weight"].numpy(), va["bias"].numpy()) if va else None
         self.fusion = FusionClassifier(FusionConfig(**m["fusion"]["config"]))
         self.fusion.load_state_dict(self.bundle.part("fusion"))
         self.fusion.eval()
+        # the shipped calibrator belongs to the fixed fusion it was fitted on; a searched cell is uncalibrated
+        self.calibrator = Calibrator.from_manifest(m.get("calibration", {}).get("fused") if self.cell is None else None)
         self.model_ids = {"emostream": self.bundle.model_id, "asr": self.asr.model_id,
                           "sec": m["sec"]["model_id"], "text": m["text"]["model_id"],
                           "sec_backend": self.sec_backend.name,
@@ -154,7 +161,11 @@ class Recognizer:
         with torch.inference_mode():
             tokens, emb = self.text_encoder(self.text_encoder.tokenize([transcript]))
             logits = self.text_head(emb)
-        return TECOutput(emb[0].numpy(), logits[0].numpy(), True, tokens[0].numpy())
+        va = None
+        if self.text_va is not None:
+            v, a = np.clip(self.text_va[0] @ emb[0].numpy() + self.text_va[1], -1.0, 1.0)
+            va = (float(v), float(a))
+        return TECOutput(emb[0].numpy(), logits[0].numpy(), True, tokens[0].numpy(), va)
 
     def fuse(self, sec: SECOutput, tec: TECOutput, asr_confidence: float) -> tuple[np.ndarray, float, float]:
         t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))[None]  # noqa: E731
@@ -164,7 +175,9 @@ class Recognizer:
             else:
                 logits, va = self.fusion(t(sec.embedding), t(sec.logits), t(tec.embedding), t(tec.logits),
                                          t([asr_confidence if tec.has_text else 0.0]), t([float(tec.has_text)]))
-        probs = torch.softmax(logits[0], dim=-1).numpy()
+        signals = calibration_signals(sec.logits, tec.logits, [float(tec.has_text)],
+                                      [asr_confidence if tec.has_text else 0.0])
+        probs = self.calibrator(logits[0].numpy(), signals)[0].astype(np.float32)
         return probs, float(va[0, 0]), float(va[0, 1])
 
     # --- whole utterance ------------------------------------------------------------------------
@@ -187,10 +200,11 @@ class Recognizer:
         t4 = time.perf_counter()
         timings.update(sec=(t1 - t0) * 1e3, asr=(t2 - t1) * 1e3, text=(t3 - t2) * 1e3, fusion=(t4 - t3) * 1e3)
         return self.result(probs, valence, arousal, transcript, timings,
-                           speech_s=(span[0] / SAMPLE_RATE, span[1] / SAMPLE_RATE))
+                           speech_s=(span[0] / SAMPLE_RATE, span[1] / SAMPLE_RATE), words_va=tec.va)
 
     def result(self, probs: np.ndarray, valence: float, arousal: float, transcript: Transcript,
-               timings: dict[str, float], speech_s: tuple[float, float] | None = None) -> EmotionResult:
+               timings: dict[str, float], speech_s: tuple[float, float] | None = None,
+               words_va: tuple[float, float] | None = None) -> EmotionResult:
         best = int(np.argmax(probs))
         return EmotionResult(
             label=LABELS[best], confidence=float(probs[best]),
@@ -199,4 +213,5 @@ class Recognizer:
             asr_confidence=transcript.confidence,
             timings_ms={k: round(v, 2) for k, v in timings.items()}, model_ids=dict(self.model_ids),
             speech_s=None if speech_s is None else (round(speech_s[0], 3), round(speech_s[1], 3)),
+            words_va=words_va,
         )

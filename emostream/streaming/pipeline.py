@@ -534,7 +534,8 @@ class Pipeline:
             "branches": (branches_end - t_start) * 1e3,
             "sec_asr_overlap": _overlap(sec_span, (t_asr0, t_asr1)) * 1e3,
         }
-        return _Recognized(rec.result(probs, valence, arousal, transcript, {}), transcript.context, timings, t_start)
+        return _Recognized(rec.result(probs, valence, arousal, transcript, {}, words_va=tec.va), transcript.context,
+                           timings, t_start)
 
     def _publish_final(self, utterance: Utterance, done: _Recognized, speculated: bool = False) -> dict[str, Any]:
         timings = {"queue_wait": (done.started - utterance.closed_perf) * 1e3, **done.timings}

@@ -58,3 +58,22 @@ def test_shipped_model_recognises_ravdess_anger(recognizer, ravdess_example):
     r = recognizer.classify(wave)
     assert r.label == "angry", r.probs
     assert r.arousal > 0.3
+
+
+def test_words_carry_their_own_valence_on_the_wire(recognizer, speech):
+    """Valence from the words alone (EmoBank regression): positive for happy words, negative for sad
+    ones; absent without words; published as the schema's ``words`` object."""
+    import time
+
+    from emostream.clients.schema import emotion_message, validate
+    from emostream.streaming.frames import Utterance
+
+    happy, sad = recognizer.classify(speech["happy"]), recognizer.classify(speech["sad"])
+    assert happy.words_va is not None and sad.words_va is not None
+    assert happy.words_va[0] > 0.1 > -0.1 > sad.words_va[0]
+    assert recognizer.text("").va is None
+    utt = Utterance("mic", 1, 0.0, 2.0, speech["happy"], time.time(), time.perf_counter())
+    timings = dict.fromkeys(("queue_wait", "sec", "asr", "text", "fusion", "branches", "sec_asr_overlap",
+                             "vad_close_to_publish"), 1.0)
+    message = validate(emotion_message(utt, happy, timings, time.time()))
+    assert message["words"] == {"valence": round(happy.words_va[0], 4), "arousal": round(happy.words_va[1], 4)}

@@ -93,6 +93,12 @@ def train_fusion(rows: BranchRows, cfg: FusionTrainConfig, fcfg: FusionConfig) -
     return model.eval()
 
 
+def fusion_logits(model: FusionClassifier, rows: BranchRows) -> np.ndarray:
+    """The fused logits (before calibration): what the calibrator is fitted on."""
+    with torch.no_grad():
+        return model(*_tensors(rows))[0].numpy()
+
+
 def predict_fusion(model: FusionClassifier, rows: BranchRows) -> tuple[np.ndarray, np.ndarray]:
     with torch.no_grad():
         logits, va = model(*_tensors(rows))

@@ -118,7 +118,8 @@ def set_name(name: str) -> str:
 def set_features(cache: Path, rset: RobustSet, bank: NoiseBank, clean: list[np.ndarray], encoder: StatsEncoder,
                  front_ends: tuple[str, ...], seed: int) -> dict[str, np.ndarray]:
     """Stats per front end for every clip of the set, cached in ``cache/robust_<name>.npz``."""
-    path = cache / f"robust_v{CACHE_VERSION}_{set_name(rset.name)}_{len(clean)}.npz"
+    name = f"robust_v{CACHE_VERSION}_{set_name(rset.name)}_{len(clean)}"
+    path = cache / f"{name if seed == 0 or rset.name == 'clean' else f'{name}_s{seed}'}.npz"
     if path.exists():
         z = np.load(path)
         if all(f in z.files for f in front_ends):

@@ -1,15 +1,14 @@
-"""The robustness study: SEC variants x evaluation conditions on the speaker-independent folds.
+"""SEC probes on the speaker-independent folds, scored under every evaluation condition.
 
 Every variant is a frozen Whisper probe (standardised per-layer stats -> L2 logistic regression),
 so variants differ only in the speech front end (``robust_data.FRONT_ENDS``), which layers are
-read, and whether training sees the degraded copies. Selection uses the mean UA over all
-conditions (clean included) with a floor on clean, never clean alone.
+read, and whether training sees the degraded copies. ``emostream train`` runs the shipped recipe;
+experiments/robustness_study.py compares the variants.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -28,17 +27,6 @@ class Variant:
 
     def columns(self) -> np.ndarray:
         return np.concatenate([np.arange(s * 2 * DIM, (s + 1) * 2 * DIM) for s in self.states])
-
-
-VARIANTS = (
-    Variant("before: whole clip, peak mask, clean training", "raw", False),
-    Variant("trimmed, peak mask, clean training", "trim_peak", False),
-    Variant("trimmed, noise-floor mask, clean training", "trim", False),
-    Variant("trimmed, noise-floor mask, multi-condition", "trim", True),
-    Variant("  + middle layers 1-3 only", "trim", True, (1, 2, 3)),
-    Variant("  + last layer only", "trim", True, (4,)),
-    Variant("  + per-utterance mel normalisation (CMN)", "trim_cmn", True),
-)
 
 
 @dataclass
@@ -86,42 +74,3 @@ def summarize(folds: dict[str, list[dict]]) -> dict[str, dict]:
     table = {name: summarize_folds(f) for name, f in folds.items()}
     ua = [v["ua_mean"] for v in table.values()]
     return {"conditions": table, "mean_ua_over_conditions": float(np.mean(ua))}
-
-
-def select(results: dict[str, dict], clean_floor: float) -> str:
-    """Best mean UA over conditions among the variants whose clean UA stays above the floor."""
-    eligible = {k: v for k, v in results.items() if v["conditions"]["clean"]["ua_mean"] >= clean_floor}
-    pool = eligible or results
-    return max(pool, key=lambda k: pool[k]["mean_ua_over_conditions"])
-
-
-def plot_ua_vs_snr(rows: dict[str, dict[str, float]], path: Path, title: str, highlight: str | None = None) -> None:
-    """rows: system -> condition -> UA. Office-noise conditions on the x axis (clean at the right);
-    ``highlight``: the shipped system, drawn bold and starred."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    snrs = [0, 5, 10, 20, 30]
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for i, (system, ua) in enumerate(rows.items()):
-        xs = [s for s in snrs if f"office {s} dB" in ua]
-        ys = [ua[f"office {s} dB"] for s in xs]
-        if "clean" in ua:
-            xs, ys = xs + [40], ys + [ua["clean"]]
-        shipped = system == highlight
-        ax.plot(xs, ys, marker="o", color=plt.cm.tab10(i % 10), ls=("-", "--", ":")[i // 10 % 3],
-                lw=3.0 if shipped else 1.4, ms=6 if shipped else 4, zorder=3 if shipped else 2,
-                label=f"{system.strip()} ★ shipped" if shipped else system.strip())
-    ax.set_xticks(snrs + [40], [f"{s}" for s in snrs] + ["clean"])
-    ax.set_xlabel("office noise SNR (dB)")
-    ax.set_ylabel("UA (7 classes, speaker-independent folds)")
-    ax.axhline(1 / 7, color="grey", lw=0.8, ls=":")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -10,6 +10,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -81,13 +82,20 @@ def synthesize_neural(cache: Path, name: str, items: list[NeuralLine], threads: 
     return waves
 
 
-def transcripts(cache: Path, name: str, asr: SpeechRecognizer, waveforms: list[np.ndarray]) -> list[Transcript]:
-    path = cache / f"asr_{name}.json"
+def transcripts(cache: Path, name: str, asr: SpeechRecognizer,
+                waveforms: list[np.ndarray] | Callable[[], list[np.ndarray]], count: int | None = None
+                ) -> list[Transcript]:
+    """ASR of ``waveforms``, cached per set *and* decoding context (a "full"-window cache never
+    stands in for the real-length path the product runs). ``waveforms`` may be a function that
+    makes them, called only when the cache (of ``count`` rows) is missing."""
+    path = cache / f"asr_{asr.config.context}_{name}.json"
+    count = len(waveforms) if count is None else count  # type: ignore[arg-type]
     if path.exists():
         rows = json.loads(path.read_text())
-        if len(rows) == len(waveforms):
+        if len(rows) == count:
             return [Transcript(**r) for r in rows]
-    out = [asr.transcribe(w) for w in tqdm(waveforms, desc=f"ASR {name}", unit="clip")]
+    waves = waveforms() if callable(waveforms) else waveforms
+    out = [asr.transcribe(w) for w in tqdm(waves, desc=f"ASR {name}", unit="clip")]
     cache.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([asdict(t) for t in out]))
     return out

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from emostream.engine.sec import AttentiveProbeHead, ProbeHead, SECHeadConfig
 from emostream.engine.training.metrics import scores
-from emostream.engine.training.robust_frames import FrameSet
+from robust_frames import FrameSet
 from emostream.engine.training.sec_train import (SECTrainConfig, _batch, fit_stats_probe, load_probe_fit,
                                                  predict_whisper_sec, train_whisper_sec)
 
