@@ -50,7 +50,7 @@ def set_top_probability(probs: np.ndarray, confidence: np.ndarray) -> np.ndarray
     p1 = probs[rows, top]
     p2 = np.sort(probs, axis=1)[:, -2]
     rest = np.maximum(1.0 - p1, 1e-12)
-    conf = np.maximum(np.asarray(confidence, np.float64), p2 / (rest + p2))
+    conf = np.maximum(np.asarray(confidence, np.float64), p2 / (rest + p2) + 1e-6)  # strictly the top
     out = probs * ((1.0 - conf) / rest)[:, None]
     out[rows, top] = conf
     return out

@@ -112,3 +112,15 @@ def test_correctness_stage_fixes_what_one_temperature_cannot():
     for part in (acted, ~acted):
         assert ece(probs[part], labels[part]) < 0.04
     assert Calibrator.from_manifest(calib.to_manifest("temperature + correctness")) == calib
+
+
+def test_a_low_calibrated_confidence_never_changes_the_label():
+    """When the correctness model's confidence falls under the runner-up's share, the top label's
+    probability is raised just above it: the label is still the fusion's, strictly the top."""
+    from emostream.engine.calibration import set_top_probability
+
+    probs = np.array([[0.05, 0.40, 0.35, 0.05, 0.05, 0.05, 0.05], [0.9, 0.02, 0.02, 0.02, 0.02, 0.01, 0.01]])
+    out = set_top_probability(probs, np.array([0.10, 0.5]))
+    assert np.allclose(out.sum(1), 1) and list(out.argmax(1)) == [1, 0]
+    assert out[0, 1] > np.sort(out[0])[-2] and out[1, 0] == pytest.approx(0.5)
+    assert out[1, 1] / out[1, 6] == pytest.approx(2.0)  # the others keep their proportions
