@@ -21,7 +21,7 @@ from emostream.engine.asr import SpeechRecognizer, Transcript, bundled_asr_dir
 from emostream.engine.training.augment import EVAL_CONDITIONS, NoiseBank, TrainingDegrader
 from emostream.engine.training.corpora import ravdess_clips
 from emostream.engine.training.metrics import wer_words
-from emostream.engine.training.robust_data import RobustSet, StatsEncoder, set_features, set_name
+from emostream.engine.training.robust_data import RobustSet, StatsEncoder, seeded, set_features, set_name
 from emostream.engine.training.union import (NEURAL_TEST_VOICES, neural_meld, ravdess_waveforms, spoken_meld,
                                              synthesize, synthesize_neural, transcripts)
 from emostream.streaming.segmenter import trim_to_speech
@@ -49,11 +49,6 @@ class Features:
     @property
     def neural(self) -> bool:
         return "neural train" in self.spoken_stats
-
-
-def seeded(name: str, seed: int) -> str:
-    """A cache name for data drawn with ``seed`` (seed 0 keeps the plain name)."""
-    return name if seed == 0 else f"{name}_s{seed}"
 
 
 def build_features(cfg, asr: SpeechRecognizer) -> Features:

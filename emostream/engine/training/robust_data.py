@@ -115,11 +115,16 @@ def set_name(name: str) -> str:
     return name.replace(" ", "_").replace("+", "and")
 
 
+def seeded(name: str, seed: int) -> str:
+    """A cache name for data drawn with ``seed`` (seed 0 keeps the plain name)."""
+    return name if seed == 0 else f"{name}_s{seed}"
+
+
 def set_features(cache: Path, rset: RobustSet, bank: NoiseBank, clean: list[np.ndarray], encoder: StatsEncoder,
                  front_ends: tuple[str, ...], seed: int) -> dict[str, np.ndarray]:
     """Stats per front end for every clip of the set, cached in ``cache/robust_<name>.npz``."""
     name = f"robust_v{CACHE_VERSION}_{set_name(rset.name)}_{len(clean)}"
-    path = cache / f"{name if seed == 0 or rset.name == 'clean' else f'{name}_s{seed}'}.npz"
+    path = cache / f"{name if rset.name == 'clean' else seeded(name, seed)}.npz"  # clean audio has no seed
     if path.exists():
         z = np.load(path)
         if all(f in z.files for f in front_ends):
