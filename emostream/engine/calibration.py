@@ -22,8 +22,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emostream.labels import LABELS
+
 SIGNALS = ("sec_max_prob", "text_max_prob", "has_text", "asr_confidence", "sec_text_agree")
 CORRECTNESS_FEATURES = ("log_odds_top", "margin", *SIGNALS)
+# which label is on top (neutral is the reference): the fusion's "disgusted" is right less often than its
+# "angry" at the same tempered confidence
+LABEL_FEATURES = tuple(f"top_is_{label}" for label in LABELS[1:])
+KNOWN_FEATURES = (*CORRECTNESS_FEATURES, *LABEL_FEATURES)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -32,12 +38,17 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def correctness_features(probs: np.ndarray, signals: np.ndarray) -> np.ndarray:
-    """(N, len(CORRECTNESS_FEATURES)) from tempered probabilities and the signals."""
+def correctness_features(probs: np.ndarray, signals: np.ndarray,
+                         names: tuple[str, ...] = CORRECTNESS_FEATURES) -> np.ndarray:
+    """(N, len(names)) from tempered probabilities and the signals; ``names`` from ``KNOWN_FEATURES``."""
     top2 = np.sort(np.clip(probs, 1e-9, 1.0), axis=1)[:, -2:]
     log_odds = np.log(top2[:, 1]) - np.log1p(-np.minimum(top2[:, 1], 1 - 1e-9))
-    return np.concatenate([np.stack([log_odds, np.log(top2[:, 1]) - np.log(top2[:, 0])], axis=1),
-                           np.atleast_2d(signals)], axis=1)
+    signals = np.atleast_2d(signals)
+    columns = {"log_odds_top": log_odds, "margin": np.log(top2[:, 1]) - np.log(top2[:, 0]),
+               **{name: signals[:, i] for i, name in enumerate(SIGNALS)}}
+    top = np.asarray(probs).argmax(1)
+    columns.update({f"top_is_{label}": (top == i).astype(np.float64) for i, label in enumerate(LABELS) if i})
+    return np.stack([columns[n] for n in names], axis=1)
 
 
 def set_top_probability(probs: np.ndarray, confidence: np.ndarray) -> np.ndarray:
@@ -71,11 +82,12 @@ def calibration_signals(sec_logits: np.ndarray, text_logits: np.ndarray, has_tex
 class Calibrator:
     """``T = exp(bias + weights · signals)``; probabilities = softmax(logits / T); then, with a
     ``correctness`` model (intercept, then one weight per ``CORRECTNESS_FEATURES``), the top
-    label's probability = sigmoid(correctness · [1, features])."""
+    label's probability = sigmoid(correctness · [1, features]); ``features`` names them."""
 
     bias: float = 0.0
     weights: tuple[float, ...] = field(default_factory=lambda: (0.0,) * len(SIGNALS))
     correctness: tuple[float, ...] | None = None
+    features: tuple[str, ...] = CORRECTNESS_FEATURES
 
     def temperature(self, signals: np.ndarray) -> np.ndarray:
         s = np.atleast_2d(signals)
@@ -90,14 +102,14 @@ class Calibrator:
         if self.correctness is None:
             return probs
         w = np.asarray(self.correctness, np.float64)
-        z = w[0] + correctness_features(probs, signals) @ w[1:]
+        z = w[0] + correctness_features(probs, signals, self.features) @ w[1:]
         return set_top_probability(probs, 1.0 / (1.0 + np.exp(-z)))
 
     def to_manifest(self, kind: str = "signal temperature") -> dict:
         """``kind``: how it was fitted ("temperature": the weights are all 0), for people reading the bundle."""
         entry = {"kind": kind, "signals": list(SIGNALS), "bias": self.bias, "weights": list(self.weights)}
         if self.correctness is not None:
-            entry.update(correctness_features=list(CORRECTNESS_FEATURES), correctness=list(self.correctness))
+            entry.update(correctness_features=list(self.features), correctness=list(self.correctness))
         return entry
 
     @classmethod
@@ -105,9 +117,11 @@ class Calibrator:
         """The bundle's calibrator; none (a bundle from before calibration) is the identity."""
         if not entry:
             return cls()
-        if list(entry.get("signals", SIGNALS)) != list(SIGNALS) or (
-                "correctness" in entry and list(entry["correctness_features"]) != list(CORRECTNESS_FEATURES)):
-            raise ValueError(f"bundle calibration uses signals {entry.get('signals')} / "
-                             f"{entry.get('correctness_features')}, this code knows {SIGNALS} / {CORRECTNESS_FEATURES}")
+        features = tuple(entry.get("correctness_features", CORRECTNESS_FEATURES))
+        if list(entry.get("signals", SIGNALS)) != list(SIGNALS) or not set(features) <= set(KNOWN_FEATURES):
+            raise ValueError(f"bundle calibration uses signals {entry.get('signals')} / {list(features)}, "
+                             f"this code knows {SIGNALS} / {KNOWN_FEATURES}")
         correctness = tuple(float(w) for w in entry["correctness"]) if "correctness" in entry else None
-        return cls(float(entry["bias"]), tuple(float(w) for w in entry["weights"]), correctness)
+        if correctness is not None and len(correctness) != len(features) + 1:
+            raise ValueError(f"bundle calibration has {len(correctness)} correctness weights for {len(features)} features")
+        return cls(float(entry["bias"]), tuple(float(w) for w in entry["weights"]), correctness, features)

@@ -114,6 +114,35 @@ def test_correctness_stage_fixes_what_one_temperature_cannot():
     assert Calibrator.from_manifest(calib.to_manifest("temperature + correctness")) == calib
 
 
+def test_label_aware_correctness_makes_each_label_honest():
+    """The fusion's "disgusted" is right less often than its "angry" at the same confidence: only a
+    correctness model that knows the top label makes both honest; its manifest names its features
+    and round-trips, and a bundle naming a feature this code does not know is refused."""
+    from emostream.engine.calibration import CORRECTNESS_FEATURES, LABEL_FEATURES
+    from emostream.engine.training.calibration_fit import fit_correctness
+
+    rng = np.random.default_rng(5)
+    n = 6000
+    logits = rng.normal(0, 1, (n, 7))
+    top = np.where(np.arange(n) % 2 == 0, 3, 5)  # angry / disgusted on top, equally sure
+    logits[np.arange(n), top] += 6.0
+    right = np.where(top == 3, rng.random(n) < 0.85, rng.random(n) < 0.35)
+    labels = np.where(right, top, (top + 1 + rng.integers(0, 6, n)) % 7)
+    sig = np.zeros((n, len(SIGNALS)))
+    base = fit_calibrator(logits, labels)
+    plain = fit_correctness(base, logits, labels, sig)
+    aware = fit_correctness(base, logits, labels, sig, features=(*CORRECTNESS_FEATURES, *LABEL_FEATURES))
+    for part in (top == 3, top == 5):
+        assert ece(plain(logits, sig)[part], labels[part]) > 0.2
+        assert ece(aware(logits, sig)[part], labels[part]) < 0.04
+    assert (aware(logits, sig).argmax(1) == top).all()
+    entry = aware.to_manifest("temperature + correctness by label")
+    assert entry["correctness_features"][-1] == "top_is_surprised"
+    assert Calibrator.from_manifest(entry) == aware
+    with pytest.raises(ValueError, match="this code knows"):
+        Calibrator.from_manifest({**entry, "correctness_features": [*entry["correctness_features"][:-1], "mood"]})
+
+
 def test_a_low_calibrated_confidence_never_changes_the_label():
     """When the correctness model's confidence falls under the runner-up's share, the top label's
     probability is raised just above it: the label is still the fusion's, strictly the top."""

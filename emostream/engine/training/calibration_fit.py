@@ -5,15 +5,41 @@ a confidence threshold)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
 
-from emostream.engine.calibration import SIGNALS, Calibrator, correctness_features
+from emostream.engine.calibration import (CORRECTNESS_FEATURES, LABEL_FEATURES, SIGNALS, Calibrator,
+                                          correctness_features)
 
 ECE_BINS = 15
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class CalibratorKind:
+    """One way to fit the calibrator; ``emostream train`` fits each on held-out rows and ships the
+    one whose worst validation set is most honest."""
+
+    name: str
+    signal_temperature: bool = False  # the temperature depends on the signals (else one global temperature)
+    correctness: tuple[str, ...] | None = None  # the correctness stage's features (None: no second stage)
+    acted_share: float | None = None  # acted speech's share of the weight (None: every corpus the same)
+
+
+CALIBRATOR_KINDS = (
+    CalibratorKind("temperature"),
+    CalibratorKind("signal temperature", signal_temperature=True),
+    CalibratorKind("temperature + correctness", correctness=CORRECTNESS_FEATURES),
+    CalibratorKind("signal temperature + correctness", signal_temperature=True, correctness=CORRECTNESS_FEATURES),
+    CalibratorKind("temperature + correctness, acted = conversation", correctness=CORRECTNESS_FEATURES,
+                   acted_share=0.5),
+    CalibratorKind("temperature + correctness by label", correctness=(*CORRECTNESS_FEATURES, *LABEL_FEATURES)),
+    CalibratorKind("temperature + correctness by label, acted = conversation",
+                   correctness=(*CORRECTNESS_FEATURES, *LABEL_FEATURES), acted_share=0.5),
+)
 
 
 def fit_calibrator(logits: np.ndarray, labels: np.ndarray, signals: np.ndarray | None = None,
@@ -40,17 +66,18 @@ def fit_calibrator(logits: np.ndarray, labels: np.ndarray, signals: np.ndarray |
 
 
 def fit_correctness(calib: Calibrator, logits: np.ndarray, labels: np.ndarray, signals: np.ndarray,
-                    weights: np.ndarray | None = None) -> Calibrator:
+                    weights: np.ndarray | None = None, features: tuple[str, ...] = CORRECTNESS_FEATURES
+                    ) -> Calibrator:
     """Add the second stage: a (weighted) logistic regression of "the top label is right" on the
-    tempered probabilities' features (``calibration.CORRECTNESS_FEATURES``)."""
+    tempered probabilities' ``features`` (names from ``calibration.KNOWN_FEATURES``)."""
     from sklearn.linear_model import LogisticRegression
 
     probs = calib.tempered(logits, signals)
-    x = correctness_features(probs, signals)
+    x = correctness_features(probs, signals, features)
     right = (probs.argmax(1) == np.asarray(labels)).astype(int)
     w = np.ones(len(right)) if weights is None else np.asarray(weights, np.float64)
     model = LogisticRegression(C=10.0, max_iter=2000).fit(x, right, sample_weight=w / w.mean())
-    return Calibrator(calib.bias, calib.weights, (float(model.intercept_[0]), *map(float, model.coef_[0])))
+    return Calibrator(calib.bias, calib.weights, (float(model.intercept_[0]), *map(float, model.coef_[0])), features)
 
 
 def ece(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
