@@ -8,6 +8,7 @@ and TEC head, and the fusion network.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,16 @@ class Bundle:
     @property
     def model_id(self) -> str:
         return self.manifest.get("model_id", "emostream")
+
+    def digest(self, *prefixes: str) -> str:
+        """Short hash of the tensors under ``prefixes`` (all when none): what a cache or a searched cell
+        built on this bundle's outputs is keyed by, so it is never reused with other weights."""
+        h = hashlib.sha1()
+        for key in sorted(self.tensors):
+            if not prefixes or any(key.startswith(p + ".") for p in prefixes):
+                h.update(key.encode())
+                h.update(self.tensors[key].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:10]
 
     def save(self, stem: Path) -> None:
         stem.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from emostream.engine.asr import ASRConfig, SpeechRecognizer, Transcript, bundle
 from emostream.engine.bundle import Bundle
 from emostream.engine.calibration import Calibrator, calibration_signals
 from emostream.engine.fusion import FusionClassifier, FusionConfig
+from emostream.engine.fusion.searched import BUNDLE_PARTS_READ, load_cell
 from emostream.engine.sec import SECModel, whisper_sec
 from emostream.engine.text import TextEncoder, TextHead
 from emostream.labels import LABELS
@@ -101,8 +102,6 @@ class Recognizer:
         self.sec_model = load_sec(self.bundle)
         self.cell = None
         if str(fusion) != "fixed":
-            from emostream.engine.fusion.searched import load_cell
-
             self.cell, cell_manifest = load_cell(None if str(fusion) == "searched" else fusion)
             if sec_backend not in ("auto", "torch"):
                 raise ValueError(f"the searched fusion reads the SEC frame sequence, which only the torch backend "
@@ -122,8 +121,15 @@ class Recognizer:
         self.fusion = FusionClassifier(FusionConfig(**m["fusion"]["config"]))
         self.fusion.load_state_dict(self.bundle.part("fusion"))
         self.fusion.eval()
-        # the shipped calibrator belongs to the fixed fusion it was fitted on; a searched cell is uncalibrated
-        self.calibrator = Calibrator.from_manifest(m.get("calibration", {}).get("fused") if self.cell is None else None)
+        # each fusion brings the calibrator fitted on its own out-of-fold outputs (a cell from before
+        # calibration has none: its probabilities pass unchanged)
+        self.calibrator = Calibrator.from_manifest(m.get("calibration", {}).get("fused") if self.cell is None
+                                                   else cell_manifest.get("calibration"))
+        trained_with = cell_manifest.get("bundle", {}).get("digest") if self.cell is not None else None
+        if trained_with is not None and trained_with != self.bundle.digest(*BUNDLE_PARTS_READ):
+            log.warning("the searched fusion cell was trained against another model bundle (%s, this one is %s): "
+                        "its results are not validated with these branches; rerun `emostream search`",
+                        cell_manifest["bundle"].get("model_id"), self.bundle.model_id)
         self.model_ids = {"emostream": self.bundle.model_id, "asr": self.asr.model_id,
                           "sec": m["sec"]["model_id"], "text": m["text"]["model_id"],
                           "sec_backend": self.sec_backend.name,

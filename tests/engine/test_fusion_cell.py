@@ -193,3 +193,50 @@ def test_saved_cell_loads_and_drives_the_recognizer(recognizer, speech, tmp_path
         assert abs(silent.sum() - 1) < 1e-4
     finally:
         searched.close()
+
+
+def test_a_searched_cell_brings_its_calibrator_and_names_its_bundle(recognizer, speech, tmp_path, caplog):
+    """The cell's manifest carries the calibrator fitted on its own out-of-fold outputs: the
+    recognizer applies it with the same signals training used (a signal-dependent temperature and a
+    label-aware correctness stage, so wrong signals would change the result); a cell trained against
+    other branches is named in a warning, one trained against these is not; a cell from before
+    calibration passes its probabilities unchanged."""
+    import logging
+
+    from emostream.engine.calibration import KNOWN_FEATURES, SIGNALS, Calibrator, calibration_signals
+    from emostream.engine.fusion.searched import BUNDLE_PARTS_READ
+    from emostream.engine.recognizer import Recognizer
+
+    torch.manual_seed(0)
+    cell = FusionCell(CellConfig(), GENOTYPE).eval()
+    rng = np.random.default_rng(0)
+    calib = Calibrator(0.5, tuple(rng.normal(0, 0.5, len(SIGNALS))), tuple(rng.normal(0, 0.5, len(KNOWN_FEATURES) + 1)),
+                       KNOWN_FEATURES)
+    words = "i miss her so much"
+    for name, digest in (("other", "0000000000"), ("same", recognizer.bundle.digest(*BUNDLE_PARTS_READ))):
+        save_cell(cell, tmp_path / name, {"calibration": calib.to_manifest("test"),
+                                          "bundle": {"model_id": name, "digest": digest}})
+    save_cell(cell, tmp_path / "before", {"note": "no calibration"})
+    with caplog.at_level(logging.WARNING, logger="emostream.engine.recognizer"):
+        searched = Recognizer(fusion=tmp_path / "other.json", torch_threads=1)
+    try:
+        assert [r for r in caplog.records if "another model bundle" in r.getMessage()]
+        assert searched.calibrator == calib
+        sec, tec = recognizer_branches(searched, speech["sad"], words)
+        probs, _, _ = searched.fuse(sec, tec, 0.8)
+        with torch.no_grad():
+            raw = cell(*cell_inputs(searched, speech["sad"], words))[0][0].numpy()
+        want = calib(raw, calibration_signals(sec.logits, tec.logits, [1.0], [0.8]))[0]
+        np.testing.assert_allclose(probs, want, atol=1e-5)
+        assert np.abs(probs - torch.softmax(torch.from_numpy(raw), -1).numpy()).max() > 1e-3
+    finally:
+        searched.close()
+    caplog.clear()
+    for name in ("same", "before"):
+        with caplog.at_level(logging.WARNING, logger="emostream.engine.recognizer"):
+            other = Recognizer(fusion=tmp_path / f"{name}.json", torch_threads=1)
+        try:
+            assert not [r for r in caplog.records if "another model bundle" in r.getMessage()]
+            assert other.calibrator == (calib if name == "same" else Calibrator())
+        finally:
+            other.close()

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = "emostream-fusion-cell/1"
 SEARCHED_CELL = Path(__file__).resolve().parents[2] / "weights" / "fusion-searched"
+BUNDLE_PARTS_READ = ("sec", "text", "text_head")  # a cell is trained on these parts' outputs (Bundle.digest)
 ONNX_INPUTS = ("speech", "speech_mask", "text", "text_mask", "asr_confidence", "sec_logits", "text_logits")
 
 

@@ -32,11 +32,11 @@ from tqdm import tqdm
 
 from emostream.engine.asr import ASRConfig, SpeechRecognizer, Transcript
 from emostream.engine.bundle import FORMAT, Bundle
-from emostream.engine.calibration import Calibrator, calibration_signals, softmax
+from emostream.engine.calibration import calibration_signals, softmax
 from emostream.engine.fusion import FusionConfig
 from emostream.engine.sec import ProbeHead, SECHeadConfig
 from emostream.engine.text import TextEncoder, TextHead
-from emostream.engine.training.calibration_fit import (CALIBRATOR_KINDS, CalibratorKind, confidence_report, ece, fit_calibrator, fit_correctness,
+from emostream.engine.training.calibration_fit import (choose_calibrator, confidence_report, ece, fit_calibrator,
                                                        plot_reliability)
 from emostream.engine.training.corpora import actor_folds
 from emostream.engine.training.features import FUSED_CONDITIONS, build_features
@@ -236,7 +236,7 @@ def run_training(cfg: TrainConfig) -> dict:
         valid_parts[f"{corpus} dev (out of fold)"] = (oof_dev[key], feats.spoken_labels[key], sig, dev_fold[key])
     np.savez_compressed(cfg.cache / f"calibration_inputs_s{cfg.seed}.npz",  # for calibration studies
                         **{f"{n}|{i}": a for n, p in valid_parts.items() for i, a in enumerate(p)})
-    calib, report["calibration"], crossed = _calibrate(valid_parts)
+    calib, report["calibration"], crossed = choose_calibrator(valid_parts)
     cal_tests = {}
     for corpus, key in test_keys.items():
         per_fold = []
@@ -326,66 +326,6 @@ def _mean_reports(reports: list[dict]) -> dict:
     out["coverage"] = [{key: float(np.nanmean([r["coverage"][i][key] for r in reports]))
                         for key in reports[0]["coverage"][i]} for i in range(len(reports[0]["coverage"]))]
     return out
-
-
-def _corpus(name: str) -> str:
-    return name.split(" ")[0]  # "RAVDESS clean" -> RAVDESS; "Kokoro MELD dev ..." -> Kokoro
-
-
-def _fit(parts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], kind: CalibratorKind) -> Calibrator:
-    """Fit on several validation sets; every corpus weighs the same in all (RAVDESS's conditions
-    share its part), so no corpus dominates however many rows it has; ``kind.acted_share`` gives
-    acted speech (RAVDESS) that share and the spoken lines the rest."""
-    names = list(parts)
-    per_corpus = {c: sum(_corpus(n) == c for n in names) for c in map(_corpus, names)}
-    corpora = sorted(per_corpus)
-    share = {c: (kind.acted_share if c == "RAVDESS" else (1 - kind.acted_share) / (len(corpora) - 1))
-             if kind.acted_share is not None and len(corpora) > 1 else 1.0 / len(corpora) for c in corpora}
-    logits = np.concatenate([parts[n][0] for n in names])
-    labels = np.concatenate([parts[n][1] for n in names])
-    sig = np.concatenate([parts[n][2] for n in names])
-    w = np.concatenate([np.full(len(parts[n][1]), share[_corpus(n)] / (len(parts[n][1]) * per_corpus[_corpus(n)]))
-                        for n in names])
-    calib = fit_calibrator(logits, labels, sig if kind.signal_temperature else None, w)
-    return calib if kind.correctness is None else fit_correctness(calib, logits, labels, sig, w, kind.correctness)
-
-
-def _cross_fitted(name: str, parts: dict, kind: CalibratorKind) -> np.ndarray:
-    """Calibrated probabilities of validation set ``name``, each row calibrated by a calibrator that
-    did not see its speaker (RAVDESS) or its line (spoken dev lines). ``parts``: name -> (logits,
-    labels, signals, fold of each row); fold k of every set is held out together."""
-    logits, labels, sig, fold_of = parts[name]
-    out = np.zeros(logits.shape)
-    for k in np.unique(fold_of):
-        train = {other: (lg[f != k], y[f != k], s[f != k]) for other, (lg, y, s, f) in parts.items()}
-        held = fold_of == k
-        out[held] = _fit(train, kind)(logits[held], sig[held])
-    return out
-
-
-def _calibrate(valid_parts: dict) -> tuple[Calibrator, dict, dict[str, np.ndarray]]:
-    """Choose among the calibrator kinds by cross-fitted validation ECE, then fit the chosen kind on
-    every out-of-fold row; also returns the chosen kind's cross-fitted probabilities. The choice minimises the *worst* set's ECE: a confidence is a promise to
-    each subscriber, whether it hears acted speech, a noisy room or conversation (the mean over corpora
-    let a kind under-state clean acted speech by 0.09 while conversation was within 0.05)."""
-    out: dict = {"validation": {}}
-    mean_ece, worst_ece, crossed = {}, {}, {}
-    for kind in CALIBRATOR_KINDS:
-        crossed[kind.name] = {name: _cross_fitted(name, valid_parts, kind) for name in valid_parts}
-        per = {name: confidence_report(crossed[kind.name][name], part[1]) for name, part in valid_parts.items()}
-        out["validation"][kind.name] = per
-        corpora = sorted({_corpus(n) for n in per})  # mean over corpora, each the mean of its sets
-        mean_ece[kind.name] = float(np.mean([np.mean([v["ece"] for n, v in per.items() if _corpus(n) == c])
-                                             for c in corpora]))
-        worst_ece[kind.name] = float(max(v["ece"] for v in per.values()))
-    out["validation"]["before"] = {name: confidence_report(softmax(p[0].astype(np.float64)), p[1])
-                                   for name, p in valid_parts.items()}
-    chosen = min(CALIBRATOR_KINDS, key=lambda k: (worst_ece[k.name], mean_ece[k.name]))
-    calib = _fit({n: (p[0], p[1], p[2]) for n, p in valid_parts.items()}, chosen)
-    out.update({"mean_validation_ece": mean_ece, "worst_validation_ece": worst_ece, "chosen": chosen.name,
-                "chosen_by": "lowest worst-set cross-fitted validation ECE", "calibrator": calib.to_manifest(chosen.name)})
-    log.info("calibration: %s (worst validation ECE %s)", chosen.name, worst_ece)
-    return calib, out, crossed[chosen.name]
 
 
 def _branch_calibration(sec_oof, labels: np.ndarray, actors: np.ndarray, folds: list, encoder: TextEncoder,

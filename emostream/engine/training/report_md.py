@@ -45,9 +45,12 @@ def report_markdown(report: dict) -> str:
                   "| set | r |", "|---|---|"]
         lines += [f"| {n} | {v:+.2f} |" for n, v in check.items()]
     cal = report["calibration"]
-    lines += ["", f"## Confidence (calibrator: {cal['chosen']}; validation ECE "
-              + ", ".join(f"{k} {v:.3f}" for k, v in cal["mean_validation_ece"].items()) + ")", "",
-              "| set | stage | accuracy | mean confidence | ECE (15 bins) | > 0.9 | > 0.99 |", "|---|---|---|---|---|---|---|"]
+    worst = cal.get("worst_validation_ece", {})
+    lines += ["", f"## Confidence (calibrator: {cal['chosen']}, {cal.get('chosen_by', 'lowest mean validation ECE')})",
+              "", "| calibrator kind | mean validation ECE over corpora | worst validation set's ECE |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.3f} | " + (f"{worst[k]:.3f}" if k in worst else "—") + " |"
+              for k, v in cal["mean_validation_ece"].items()]
+    lines += ["", "| set | stage | accuracy | mean confidence | ECE (15 bins) | > 0.9 | > 0.99 |", "|---|---|---|---|---|---|---|"]
     rows = [(f"{n} (validation, cross-fitted)", {"before": cal["validation"]["before"][n],
                                                  "calibrated": cal["validation"][cal["chosen"]][n]})
             for n in cal["validation"]["before"]] + list(cal["test"].items())

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emostream.engine.fusion.searched import BUNDLE_PARTS_READ
 from emostream.engine.training.fusion_features import SequenceFeatures, sequence_features
 
 log = logging.getLogger(__name__)
@@ -73,15 +74,26 @@ def _degrade_half(waves: list[np.ndarray], share: float, rng: np.random.Generato
     return [degrade(w, rng) if f else w for w, f in zip(waves, flags)], flags
 
 
+def cache_key(cfg: SearchDataConfig, bundle) -> str:
+    """The sequences hold the branches' outputs and the lines the config draws: another bundle,
+    seed or line count builds its own cache (the dev-line folds follow the drawn lines' words)."""
+    import hashlib
+
+    drawn = f"{cfg.seed}/{cfg.meld_dev_lines}/{cfg.meld_test_lines}/{cfg.degraded_share}"
+    return f"{hashlib.sha1(drawn.encode()).hexdigest()[:6]}_{bundle.digest(*BUNDLE_PARTS_READ)}"
+
+
 def build_search_data(cfg: SearchDataConfig, recognizer) -> dict[str, SequenceFeatures]:
-    """The three parts, each cached as ``search_<part>.npz`` (built on first use: ~25 min on 2 cores)."""
+    """The three parts, each cached as ``search_<part>_<cache_key>.npz`` (built on first use: ~25 min
+    on 2 cores)."""
     from emostream.engine.training.corpora import ravdess_clips
     from emostream.engine.training.speech_synth import SEARCH_HELDOUT_VOICES, SEARCH_TRAIN_VOICES, Voice
     from emostream.engine.training.union import ravdess_waveforms, spoken_meld, synthesize, transcripts
 
     out: dict[str, SequenceFeatures] = {}
+    key = cache_key(cfg, recognizer.bundle)
     for part in PARTS:
-        path = cfg.cache / f"search_{part}.npz"
+        path = cfg.cache / f"search_{part}_{key}.npz"
         if path.exists():
             out[part] = SequenceFeatures.load(path)
             continue
@@ -116,3 +128,13 @@ def build_search_data(cfg: SearchDataConfig, recognizer) -> dict[str, SequenceFe
         out[part].save(path)
         log.info("cached %s (%d utterances)", path, len(out[part]))
     return out
+
+
+def meld_dev_keys(cfg: SearchDataConfig) -> np.ndarray:
+    """The words of each spoken MELD dev line, in the cached part's order: the search holds out
+    fifths of these lines by their words (a repeated line never straddles a fold)."""
+    from emostream.engine.training.metrics import wer_words
+    from emostream.engine.training.union import spoken_meld
+
+    lines = spoken_meld("dev", cfg.meld_dev_lines, cfg.seed + PARTS.index("meld_dev"))
+    return np.array([wer_words(s.line.text) for s in lines])

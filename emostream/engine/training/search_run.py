@@ -25,11 +25,13 @@ import numpy as np
 import torch
 
 from emostream.engine.fusion.genotype import Genotype
-from emostream.engine.fusion.searched import save_cell
+from emostream.engine.fusion.searched import BUNDLE_PARTS_READ, save_cell
+from emostream.engine.training.calibration_fit import choose_calibrator
 from emostream.engine.training.fusion_features import SequenceFeatures
 from emostream.engine.training.fusion_search import (CONCAT, SearchConfig, predict, random_genotype, search,
                                                      train_cell)
-from emostream.engine.training.search_data import SearchDataConfig, build_search_data
+from emostream.engine.training.search_data import SearchDataConfig, build_search_data, meld_dev_keys
+from emostream.labels import LABELS
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,23 @@ def fold_branches(data: SequenceFeatures, layout: Layout, train_actors: list[int
         _, inner_logits = probe_logits(data, layout.ravdess(np.setdiff1d(train_actors, held)), c, seed)
         logits[rows] = inner_logits[rows]
     return emb, logits
+
+
+def out_of_fold_parts(probs: np.ndarray, sec_logits: np.ndarray, data: SequenceFeatures, layout: Layout,
+                      folds: list[list[int]], dev_fold: np.ndarray) -> dict[str, tuple[np.ndarray, ...]]:
+    """A fusion's out-of-fold rows as ``calibration_fit.choose_calibrator`` takes them: RAVDESS
+    (held-out actors) and the spoken dev lines (held-out fifths), with each row's signals."""
+    from emostream.engine.calibration import calibration_signals
+
+    rav = layout.ravdess([a for f in folds for a in f])
+    actor_fold = np.array([next(k for k, f in enumerate(folds) if a in f) for a in layout.actors[rav]])
+    parts = {}
+    for name, idx, fold in (("RAVDESS (half degraded)", rav, actor_fold),
+                            ("espeak-ng MELD dev (out of fold)", layout.meld_dev, dev_fold)):
+        signals = calibration_signals(sec_logits[idx], data.text_logits[idx], data.has_text[idx],
+                                      data.asr_confidence[idx])
+        parts[name] = (np.log(np.clip(probs[idx], 1e-9, 1.0)), data.labels[idx], signals, fold)
+    return parts
 
 
 def fixed_fusion(data: SequenceFeatures, train: np.ndarray, sec_emb: np.ndarray, sec_logits: np.ndarray, seed: int):
@@ -258,6 +277,14 @@ def run_search(cfg: SearchRunConfig, recognizer, say=print) -> dict:
     layout = Layout.of(data)
     folds = actor_folds(cfg.folds)
     all_actors = sorted(set(layout.actors[layout.actors > 0].tolist()))
+    # the spoken dev lines are folded too (by their words), so every fold's fusion leaves a fifth of
+    # them unseen: the out-of-fold rows the searched cell's calibrator is fitted on
+    keys = meld_dev_keys(cfg.data)
+    if len(keys) != len(layout.meld_dev):
+        raise RuntimeError(f"search cache holds {len(layout.meld_dev)} MELD dev lines, the config {len(keys)}")
+    unique = sorted(set(keys))
+    fold_of = dict(zip(unique, np.random.default_rng([cfg.seed, 43]).permutation(len(unique)) % cfg.folds))
+    dev_fold = np.array([fold_of[k] for k in keys])
     say(f"data ready ({time.time() - t0:.0f} s): {len(layout.ravdess(all_actors))} RAVDESS, "
         f"{len(layout.meld_dev)} spoken MELD dev (training voices), {len(layout.meld_test)} spoken MELD test "
         "(held-out voices)")
@@ -278,11 +305,15 @@ def run_search(cfg: SearchRunConfig, recognizer, say=print) -> dict:
     results.update({f"random_{i + 1}": [] for i in range(cfg.random_cells)})
     models_for_latency: dict[str, tuple] = {}
     trust_rows, fold_genotypes, fold1_history = [], [], []
+    oof = {row: np.zeros((len(data.labels), len(LABELS))) for row in ("searched", "fixed_fusion")}
+    oof_sec = np.zeros((len(data.labels), len(LABELS)), np.float32)
     t2 = time.time()
     for k, held in enumerate(folds):
         train_actors = [a for a in all_actors if a not in held]
         emb, logits = fold_branches(data, layout, train_actors, cfg.probe_c, cfg.seed)
-        train = np.concatenate([layout.ravdess(train_actors), layout.meld_dev])
+        train = np.concatenate([layout.ravdess(train_actors), layout.meld_dev[dev_fold != k]])
+        held_out = np.concatenate([layout.ravdess(held), layout.meld_dev[dev_fold == k]])
+        oof_sec[held_out] = logits[held_out]
         # the search sees only this fold's training part (its own held-out architecture split inside)
         t_search = time.time()
         genotype, history = find_genotype(train, logits, f"fold {k + 1}/{len(folds)}")
@@ -300,6 +331,7 @@ def run_search(cfg: SearchRunConfig, recognizer, say=print) -> dict:
         record("tec_only", lambda idx: branch_only(branch_rows(data, idx, emb, logits))["tec_only"])
         fixed = fixed_fusion(data, train, emb, logits, cfg.seed)
         record("fixed_fusion", lambda idx: predict_fusion(fixed, branch_rows(data, idx, emb, logits))[0].argmax(1))
+        oof["fixed_fusion"][held_out] = predict_fusion(fixed, branch_rows(data, held_out, emb, logits))[0]
         for row, g in [("concat", CONCAT), ("searched", genotype)] + [(f"random_{i + 1}", r) for i, r in
                                                                       enumerate(randoms)]:
             say(f"fold {k + 1}/{len(folds)}: training {row}…")
@@ -308,6 +340,7 @@ def run_search(cfg: SearchRunConfig, recognizer, say=print) -> dict:
             if k == 0:
                 models_for_latency[row] = model
             if row == "searched":
+                oof["searched"][held_out] = predict(model, data, held_out, logits)
                 trust_rows.append((sets["union"], predict(model, data, sets["union"], logits, trust=True), logits))
         if k == 0:
             models_for_latency["fixed_fusion"] = fixed
@@ -342,6 +375,16 @@ def run_search(cfg: SearchRunConfig, recognizer, say=print) -> dict:
     check = synthesizer_check(np.concatenate([t[1] for t in trust_rows]), data, union_idx,
                               np.concatenate([t[2][t[0]] for t in trust_rows]))
 
+    # the searched cell's confidence: calibrated like the engine's fusion, on its out-of-fold rows
+    # (fitted on the five fold cells' outputs: the search procedure's, as the shipped cell is its sixth run)
+    calib, calibration, _ = choose_calibrator(out_of_fold_parts(oof["searched"], oof_sec, data, layout, folds, dev_fold))
+    fixed_calibration = choose_calibrator(out_of_fold_parts(oof["fixed_fusion"], oof_sec, data, layout, folds,
+                                                            dev_fold))[1]
+    calibration["fixed fusion, same rows"] = {k: fixed_calibration[k] for k in
+                                              ("chosen", "worst_validation_ece", "mean_validation_ece")}
+    say(f"searched cell's calibration: {calibration['chosen']} (worst validation ECE "
+        f"{calibration['worst_validation_ece'][calibration['chosen']]:.3f})")
+
     # the shipped candidate: searched and trained on every actor (inner out-of-fold SEC logits) + dev lines
     say("searching and training the shipped candidate on every actor…")
     _, logits_all = fold_branches(data, layout, all_actors, cfg.probe_c, cfg.seed)
@@ -351,12 +394,17 @@ def run_search(cfg: SearchRunConfig, recognizer, say=print) -> dict:
     final = train_cell(data, everything, logits_all, genotype, cfg.search)
     save_cell(final, cfg.out / "fusion-searched",
               {"chosen_by": "first-order DARTS on all RAVDESS actors + spoken MELD dev lines (emostream search)",
-               "evidence": "search_report.json / table.md of the same run (nested 5-fold)", "table": table})
+               "evidence": "search_report.json / table.md of the same run (nested 5-fold)", "table": table,
+               "bundle": {"model_id": recognizer.bundle.model_id,  # the branches the cell was trained against
+                          "digest": recognizer.bundle.digest(*BUNDLE_PARTS_READ)},
+               "calibration": {**calib.to_manifest(calibration["chosen"]),
+                               "fitted_on": "out-of-fold outputs of the 5 fold searches' cells (held-out actors, "
+                                            "held-out fifths of the spoken dev lines)"}})
     report = {
         "config": json.loads(json.dumps(asdict(cfg), default=str)),
         "genotype": genotype.to_dict(), "fold_genotypes": fold_genotypes,
         "random_genotypes": [g.to_dict() for g in randoms],
-        "table": table, "shipping": verdict, "per_fold": results, "synthesizer_check": {**check, "swapped_words_fold1": swap}, "history": history,
+        "table": table, "shipping": verdict, "calibration": calibration, "per_fold": results, "synthesizer_check": {**check, "swapped_words_fold1": swap}, "history": history,
         "fold1_history": fold1_history,
         "latency_samples_ms": latency_samples,
         "timings_s": {"search": round(search_s, 1), "folds": round(folds_s, 1), "total": round(time.time() - t0, 1)},
