@@ -27,7 +27,7 @@ class Mood:
         self.arousal += weight * (event.arousal - self.arousal)
 
 
-ACT_ON = 0.6  # calibrated confidence: right ~9 in 10 on acted speech, ~2 in 3 on conversation (README "Confidence")
+ACT_ON = 0.6  # calibrated confidence: right ~9 in 10 on acted speech, ~6 in 10 on conversation (README "Confidence")
 
 
 def response_style(event: EmotionEvent, mood: Mood) -> str:
