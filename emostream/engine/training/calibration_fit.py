@@ -105,16 +105,18 @@ def fit_kind(parts: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], kind: 
     return calib if kind.correctness is None else fit_correctness(calib, logits, labels, sig, w, kind.correctness)
 
 
-def cross_fitted(name: str, parts: dict, kind: CalibratorKind) -> np.ndarray:
-    """Calibrated probabilities of validation set ``name``, each row calibrated by a calibrator that
+def cross_fitted(parts: dict, kind: CalibratorKind) -> dict[str, np.ndarray]:
+    """Calibrated probabilities of every validation set, each row calibrated by a calibrator that
     did not see its speaker (RAVDESS) or its line (spoken dev lines). ``parts``: name -> (logits,
-    labels, signals, fold of each row); fold k of every set is held out together."""
-    logits, labels, sig, fold_of = parts[name]
-    out = np.zeros(logits.shape)
-    for k in np.unique(fold_of):
-        train = {other: (lg[f != k], y[f != k], s[f != k]) for other, (lg, y, s, f) in parts.items()}
-        held = fold_of == k
-        out[held] = fit_kind(train, kind)(logits[held], sig[held])
+    labels, signals, fold of each row); fold k of every set is held out together, so one
+    calibrator per fold serves all sets."""
+    out = {name: np.zeros(p[0].shape) for name, p in parts.items()}
+    for k in np.unique(np.concatenate([p[3] for p in parts.values()])):
+        calib = fit_kind({n: (lg[f != k], y[f != k], s[f != k]) for n, (lg, y, s, f) in parts.items()}, kind)
+        for name, (logits, _, sig, fold_of) in parts.items():
+            held = fold_of == k
+            if held.any():
+                out[name][held] = calib(logits[held], sig[held])
     return out
 
 
@@ -129,7 +131,7 @@ def choose_calibrator(valid_parts: dict) -> tuple[Calibrator, dict, dict[str, np
     out: dict = {"validation": {}}
     mean_ece, worst_ece, crossed = {}, {}, {}
     for kind in CALIBRATOR_KINDS:
-        crossed[kind.name] = {name: cross_fitted(name, valid_parts, kind) for name in valid_parts}
+        crossed[kind.name] = cross_fitted(valid_parts, kind)
         per = {name: confidence_report(crossed[kind.name][name], part[1]) for name, part in valid_parts.items()}
         out["validation"][kind.name] = per
         corpora = sorted({_corpus_of(n) for n in per})  # mean over corpora, each the mean of its sets

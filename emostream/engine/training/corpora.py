@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from emostream.labels import LABEL_INDEX, MELD_EMOTIONS, RAVDESS_EMOTIONS
 
 
@@ -53,6 +55,11 @@ def actor_folds(n_folds: int = 5, actors: int = 20) -> list[list[int]]:
     """Speaker-independent folds: consecutive actor ids, so every fold holds both sexes."""
     per = actors // n_folds
     return [list(range(1 + k * per, 1 + (k + 1) * per)) for k in range(n_folds)]
+
+
+def fold_of_actors(actors: np.ndarray, folds: list[list[int]]) -> np.ndarray:
+    """The index of the fold that holds each row's actor."""
+    return np.array([next(k for k, fold in enumerate(folds) if a in fold) for a in actors])
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from emostream.engine.sec import ProbeHead, SECHeadConfig
 from emostream.engine.text import TextEncoder, TextHead
 from emostream.engine.training.calibration_fit import (choose_calibrator, confidence_report, ece, fit_calibrator,
                                                        plot_reliability)
-from emostream.engine.training.corpora import actor_folds
+from emostream.engine.training.corpora import actor_folds, fold_of_actors
 from emostream.engine.training.features import FUSED_CONDITIONS, build_features
 from emostream.engine.training.fusion_train import (BranchRows, FusionTrainConfig, branch_only, fusion_logits,
                                                      train_fusion, va_targets)
@@ -226,7 +226,7 @@ def run_training(cfg: TrainConfig) -> dict:
 
     # 4. calibration on out-of-fold validation rows
     t = time.time()
-    actor_fold = np.array([next(k for k, f in enumerate(folds) if a in f) for a in actors])
+    actor_fold = fold_of_actors(actors, folds)
     valid_parts = {f"RAVDESS {n}": (oof[n], labels, _signals(oof_rows[n]), actor_fold) for n in FUSED_CONDITIONS}
     for key, corpus in zip(train_keys, SPOKEN_CORPORA):
         r = BranchRows.concat([rr for _, rr in dev_rows[key]])

@@ -111,9 +111,10 @@ def out_of_fold_parts(probs: np.ndarray, sec_logits: np.ndarray, data: SequenceF
     """A fusion's out-of-fold rows as ``calibration_fit.choose_calibrator`` takes them: RAVDESS
     (held-out actors) and the spoken dev lines (held-out fifths), with each row's signals."""
     from emostream.engine.calibration import calibration_signals
+    from emostream.engine.training.corpora import fold_of_actors
 
     rav = layout.ravdess([a for f in folds for a in f])
-    actor_fold = np.array([next(k for k, f in enumerate(folds) if a in f) for a in layout.actors[rav]])
+    actor_fold = fold_of_actors(layout.actors[rav], folds)
     parts = {}
     for name, idx, fold in (("RAVDESS (half degraded)", rav, actor_fold),
                             ("espeak-ng MELD dev (out of fold)", layout.meld_dev, dev_fold)):
