@@ -127,6 +127,7 @@ class _Connection:
         self.stop = asyncio.Event()  # the gateway is shutting down: leave the receive loop, finish up
         self.subs: list[Any] = []
         self.cut_off = False
+        self.retired = asyncio.Event()  # its source left the pipeline: the stream id is free again
 
     def deliver(self, message: dict[str, Any]) -> None:
         if message.get("session") != self.session:
@@ -268,6 +269,7 @@ class Gateway:
             async with asyncio.timeout(c.hello_timeout_s):
                 first = await ws.recv()
             spec = StreamSpec.parse(first)
+            await self._wait_for_retiring(spec.stream_id)
             if spec.stream_id in self.connections:
                 raise StartError(f"stream_id {spec.stream_id!r} is already streaming here")
         except TimeoutError:
@@ -293,6 +295,21 @@ class Gateway:
                     pass
             await asyncio.to_thread(self.pipeline.retire_source, spec.stream_id)
             del self.connections[spec.stream_id]  # only now may the id stream again
+            conn.retired.set()
+
+    async def _wait_for_retiring(self, stream_id: str) -> None:
+        """A client that reconnects with its stream id as soon as the last close reaches it finds the
+        old session still retiring its source: wait for that (briefly) instead of refusing it."""
+        from websockets.protocol import State
+
+        old = self.connections.get(stream_id)
+        if old is None or old.ws.state not in (State.CLOSING, State.CLOSED):
+            return
+        try:
+            async with asyncio.timeout(self.config.send_timeout_s):
+                await old.retired.wait()
+        except TimeoutError:
+            pass
 
     async def _serve(self, conn: _Connection) -> None:
         sid, nc = conn.spec.stream_id, self.link.nc

@@ -110,6 +110,16 @@ def test_bad_frames_and_oversize_frames(gateway):
     assert code == 1009
 
 
+def test_a_stream_id_reconnects_as_soon_as_its_close_arrives(gateway):
+    """The old session may still be retiring its source when the client is back: it is waited for,
+    not refused as 'already streaming'."""
+    async def go():
+        return [await _good_stream(gateway, "again") for _ in range(4)]
+
+    sessions = asyncio.run(go())
+    assert len(set(sessions)) == 4
+
+
 def test_silent_client_is_closed_after_the_start_timeout(gateway):
     async def go():
         async with connect(gateway, additional_headers=_auth()) as ws:
