@@ -97,3 +97,25 @@ def test_partials_use_the_short_window_and_never_the_fallback(asr_real, speech):
     assert capped.transcribe_partial(speech["happy"]) is None
     silent = asr_real.transcribe_partial(np.zeros(16000, np.float32))
     assert silent is None or silent.text == ""
+
+
+def test_batched_decodes_are_the_single_decodes(asr_real, speech):
+    """transcribe_many (training's path) returns what transcribe returns, field for field: speech,
+    noise (left to the full window's no-speech rule), a long utterance (its own window, alone) and a
+    sentence under a token cap so short that only it runs away in its batch."""
+    rng = np.random.default_rng(3)
+    waves = [*speech.values(), (0.02 * rng.standard_normal(16000 * 2)).astype(np.float32),
+             np.concatenate(list(speech.values()))]
+    assert asr_real.transcribe_many(waves, batch_size=3) == [asr_real.transcribe(w) for w in waves]
+    capped = SpeechRecognizer(ASRConfig(cpu_threads=2, context="real", tokens_per_s=1.0, extra_tokens=2))
+    tight = [speech["happy"], np.zeros(8000, np.float32), speech["happy"][:16000]]
+    assert capped.transcribe_many(tight) == [capped.transcribe(w) for w in tight]
+    assert capped.transcribe_many(tight)[0].context == "real->full"
+
+
+def test_a_released_model_loads_again_on_use(speech):
+    asr = SpeechRecognizer(ASRConfig(cpu_threads=2, context="real"))
+    before = asr.transcribe(speech["happy"])
+    asr.release()
+    assert asr._loaded is None
+    assert asr.transcribe(speech["happy"]) == before

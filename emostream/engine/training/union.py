@@ -95,7 +95,12 @@ def transcripts(cache: Path, name: str, asr: SpeechRecognizer,
         if len(rows) == count:
             return [Transcript(**r) for r in rows]
     waves = waveforms() if callable(waveforms) else waveforms
-    out = [asr.transcribe(w) for w in tqdm(waves, desc=f"ASR {name}", unit="clip")]
+    out: list[Transcript] = []
+    with tqdm(total=len(waves), desc=f"ASR {name}", unit="clip") as bar:
+        for k in range(0, len(waves), 64):
+            out += asr.transcribe_many(waves[k:k + 64])
+            bar.update(len(waves[k:k + 64]))
+    asr.release()  # torch work between transcription batches runs at full speed without a live model
     cache.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([asdict(t) for t in out]))
     return out
