@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from services import unavailable
 import soundfile as sf
 
 from emostream.engine.training.corpora import shared_data_dir
@@ -28,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def speech() -> dict[str, np.ndarray]:
     if not espeak_available():
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng; .ci/run does)")
+        unavailable("espeak-ng is not installed (apt-get install espeak-ng; .ci/run does)")
     return {name: speak(text, Voice("en-us", 160, 50)) for name, text in SENTENCES.items()}
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from emostream.clients.monitor import Monitor
+from emostream.sinks.monitor import Monitor
 
 
 def main() -> None:

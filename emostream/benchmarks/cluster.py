@@ -269,7 +269,6 @@ def _soak(cfg: ClusterBenchConfig, cluster: _Cluster) -> dict:
 
 
 def run_cluster_bench(cfg: ClusterBenchConfig) -> dict:
-    from emostream.clients.listen import warm_up
     from emostream.engine.asr import ASRConfig
     from emostream.engine.recognizer import Recognizer
 
@@ -284,7 +283,7 @@ def run_cluster_bench(cfg: ClusterBenchConfig) -> dict:
             _say(f"[1/3] latency: {cfg.utterances} utterances at real-time pace, in process vs through the "
                  f"cluster, × {cfg.repeats}…")
             recognizer = Recognizer(asr=ASRConfig(cpu_threads=cfg.threads), torch_threads=max(1, cfg.threads // 2))
-            warm_up(recognizer)
+            recognizer.warm_up()
             names = cluster.workers(1, 1, threads=cfg.threads)
             try:
                 results["latency"] = _latency(cfg, cluster, recognizer, bench_utterances(cfg.utterances))

@@ -81,7 +81,7 @@ def _stream(utts: list[BenchUtterance]) -> tuple[np.ndarray, list[tuple[int, int
 
 
 def run_path(recognizer, utts: list[BenchUtterance], endpoint: str, segmenter) -> dict:
-    from emostream.clients.publisher import Publisher
+    from emostream.sinks.publisher import Publisher
     from emostream.streaming.pipeline import Pipeline, PipelineConfig
 
     audio, regions = _stream(utts)

@@ -3,11 +3,11 @@
 Stages alone (one after another, warm): SEC on every backend that runs here, ASR, text encoder,
 fusion; median / p95 / p99 and real-time factor (stage time / audio time).
 
-Whole utterances, the moment the VAD has closed them, through ``Pipeline.process`` (the code
-``listen`` runs, publishing on a real ZeroMQ socket): emostream with SEC || (ASR -> text), the same
-with the branches sequential, and the baseline a user would otherwise pick — RealtimeSTT-style,
-transcribe the whole utterance after VAD stop, then classify the text alone — publishing the same
-way. The three are interleaved per utterance so drift hits all alike.
+Whole utterances, the moment the VAD has closed them, through ``Pipeline.recognize`` and
+``Pipeline.publish_final`` (the code ``listen`` runs, publishing on a real ZeroMQ socket):
+emostream with SEC || (ASR -> text), the same with the branches sequential, and the baseline a user
+would otherwise pick — RealtimeSTT-style, transcribe the whole utterance after VAD stop, then
+classify the text alone — publishing the same way. The three are interleaved per utterance so drift hits all alike.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def baseline_process(recognizer, utterance, publisher) -> dict:
 
 def utterance_latency(recognizer, utterances: list[BenchUtterance], endpoint: str, warmup: int, repeats: int,
                       progress=None) -> dict:
-    from emostream.clients.publisher import Publisher
+    from emostream.sinks.publisher import Publisher
     from emostream.streaming.frames import Utterance
     from emostream.streaming.pipeline import Pipeline, PipelineConfig
 
@@ -155,7 +155,7 @@ def utterance_latency(recognizer, utterances: list[BenchUtterance], endpoint: st
                     if mode == "baseline":
                         value = baseline_process(full_window, u, publisher)["timings_ms"]["vad_close_to_publish"]
                     else:
-                        message = modes[mode].process(u, pool)
+                        message = modes[mode].publish_final(u, modes[mode].recognize(u, pool))
                         value = message["timings_ms"]["vad_close_to_publish"]
                         if rep >= warmup:
                             for k, v in message["timings_ms"].items():

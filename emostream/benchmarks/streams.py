@@ -37,7 +37,7 @@ class _Collect:
 
 def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concurrent: bool = True,
                 workers: int = 1, partials: bool = True) -> dict:
-    from emostream.clients.publisher import Publisher
+    from emostream.sinks.publisher import Publisher
     from emostream.streaming.pipeline import Pipeline, PipelineConfig
     from emostream.streaming.segmenter import SegmenterConfig
     from emostream.streaming.sources import FileSource

@@ -74,7 +74,6 @@ def run_bench(cfg: BenchConfig) -> dict:
     from emostream.benchmarks import live, plots, stages, streams
     from emostream.benchmarks.runner import gpu_memory_mb, machine_info, peak_rss_mb
     from emostream.benchmarks.utterances import bench_utterances
-    from emostream.clients.listen import warm_up
     from emostream.engine.asr import ASRConfig
     from emostream.engine.recognizer import Recognizer
 
@@ -83,7 +82,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     _say(f"loading models (ASR {cfg.threads} threads, SEC/text {sec_threads}, as `emostream listen` splits them)…")
     recognizer = Recognizer(asr=ASRConfig(cpu_threads=cfg.threads), torch_threads=sec_threads,
                             sec_backend=cfg.sec_backend)
-    warm_up(recognizer)
+    recognizer.warm_up()
     rss_models = peak_rss_mb()
     utts = bench_utterances(cfg.utterances, cfg.ravdess_clips)
     endpoints = _endpoints()

@@ -23,8 +23,8 @@ from typing import Any
 
 import zmq
 
-from emostream.clients.publisher import DEFAULT_ENDPOINT
-from emostream.clients.schema import (EMOTION_TOPIC_PREFIX, PARTIAL_TOPIC_PREFIX, STATUS_TOPIC, MessageError,
+from emostream.protocol import DEFAULT_ENDPOINT
+from emostream.protocol import (EMOTION_TOPIC_PREFIX, PARTIAL_TOPIC_PREFIX, STATUS_TOPIC, MessageError,
                                       validate)
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class Subscriber:
         self._socket.setsockopt(zmq.RCVHWM, high_water_mark)
         self._socket.setsockopt(zmq.LINGER, 0)
         if curve_server_key:
-            from emostream.clients.curve import apply_client
+            from emostream.curve import apply_client
 
             try:
                 apply_client(self._socket, curve_server_key, curve_client_key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emostream.clients.schema import STATUS_TOPIC, emotion_topic, partial_topic
+from emostream.protocol import STATUS_TOPIC, emotion_topic, partial_topic
 from emostream.cluster import wire
 from emostream.cluster.feed import OrderedFeed
 from emostream.cluster.link import NatsLink

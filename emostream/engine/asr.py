@@ -49,7 +49,7 @@ class ASRConfig:
     logprob_threshold: float = -1.0
     context: str = "real"  # "real": utterance + zeros to the window below (full on a runaway); "full": the 30 s window
     margin_s: float = 2.56  # zero audio after the utterance on the real-length path (128 encoder positions)
-    min_window_s: float = 10.0  # ... and at least this much audio in all: shorter windows loop (see README)
+    min_window_s: float = 10.0  # ... and at least this much audio in all: shorter windows loop (docs/design.md)
     tokens_per_s: float = 6.0  # token cap on the real-length path: tokens_per_s * duration + extra_tokens
     extra_tokens: int = 10
     max_compression_ratio: float = 2.4

@@ -1,8 +1,9 @@
-"""One utterance in, one emotion out: SEC, ASR -> TEC, fusion, each timed.
+"""One utterance in, one emotion out: SEC ‖ (ASR -> TEC), fusion, calibration, each timed.
 
-This is the engine's public entry point (``emostream classify`` and the live pipeline use it).
-Models load once; every method is safe to call from several threads (torch, CTranslate2 and
-ONNX Runtime release the GIL), which is what lets the pipeline run both branches concurrently.
+This is the engine's public entry point: ``Recognizer.recognize`` is the one orchestration of the
+branches, used by ``classify``, the live pipeline, cluster workers and the benchmarks. Models load
+once; every method is safe to call from several threads (torch, CTranslate2 and ONNX Runtime
+release the GIL), which is what lets SEC run on a helper thread while ASR decodes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,21 @@ class TECOutput:
     has_text: bool
     tokens: np.ndarray | None = None  # (T, d) token states (T = 0 without a transcript)
     va: tuple[float, float] | None = None  # valence, arousal from the words (bundles with a text_va head)
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """An EmotionResult with how it was made: the ASR context that produced the words and the stage
+    times (ms): sec, asr, text, fusion, branches (start to both done), sec_asr_overlap."""
+
+    result: EmotionResult
+    asr_context: str
+    timings_ms: dict[str, float]
+    started: float  # perf_counter when recognition began
+
+
+def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
 
 
 def cell_inputs(sec: SECOutput, tec: TECOutput, asr_confidence: float) -> tuple[torch.Tensor, ...]:
@@ -141,6 +158,12 @@ class Recognizer:
         other.asr = self.asr.with_context(context)
         return other
 
+    def warm_up(self) -> None:
+        """One pass over a second of faint noise so the first real utterance is not the slow one."""
+        wave = (0.01 * np.random.default_rng(0).standard_normal(SAMPLE_RATE)).astype(np.float32)
+        self.sec(wave)
+        self.text(self.transcribe(wave).text or "warm up")
+
     def close(self) -> None:
         """Free the ASR model now, on this thread. Left to interpreter shutdown, CTranslate2's
         worker threads can be torn down out of order and abort the process ("terminate called")."""
@@ -187,6 +210,45 @@ class Recognizer:
         return probs, float(va[0, 0]), float(va[0, 1])
 
     # --- whole utterance ------------------------------------------------------------------------
+    def recognize(self, waveform: np.ndarray, sec_pool: Executor | None = None,
+                  partial: bool = False) -> Recognition | None:
+        """SEC ‖ (ASR -> text), then fusion and calibration. SEC runs on ``sec_pool`` while ASR
+        decodes on this thread; without a pool, one after the other. ``partial``: audio of an
+        utterance still being spoken; None when its short-window decode is not trusted (that
+        partial is skipped). Raises AudioError for unusable audio."""
+        t_start = time.perf_counter()
+
+        def sec_branch() -> tuple[SECOutput, tuple[float, float]]:
+            t0 = time.perf_counter()
+            out = self.sec(waveform)
+            return out, (t0, time.perf_counter())
+
+        validate_waveform(waveform)
+        if sec_pool is None:
+            done = sec_branch()
+            sec_result = lambda: done  # noqa: E731
+        else:
+            sec_result = sec_pool.submit(sec_branch).result
+        t_asr0 = time.perf_counter()
+        try:
+            transcript = self.transcribe(waveform, partial=partial)
+            t_asr1 = time.perf_counter()
+            if transcript is None:
+                return None
+            tec = self.text(transcript.text)
+            t_text = time.perf_counter()
+        finally:  # wait for SEC even if ASR failed: it runs on the caller's pool
+            sec, sec_span = sec_result()
+        branches_end = max(t_text, sec_span[1])
+        probs, valence, arousal = self.fuse(sec, tec, transcript.confidence)
+        t_fused = time.perf_counter()
+        timings = {"sec": (sec_span[1] - sec_span[0]) * 1e3, "asr": (t_asr1 - t_asr0) * 1e3,
+                   "text": (t_text - t_asr1) * 1e3, "fusion": (t_fused - branches_end) * 1e3,
+                   "branches": (branches_end - t_start) * 1e3,
+                   "sec_asr_overlap": _overlap(sec_span, (t_asr0, t_asr1)) * 1e3}
+        return Recognition(self.result(probs, valence, arousal, transcript, {}, words_va=tec.va),
+                           transcript.context, timings, t_start)
+
     def classify(self, waveform: np.ndarray) -> EmotionResult:
         """16 kHz mono float32 -> EmotionResult. Raises AudioError for unusable audio.
 
@@ -194,19 +256,9 @@ class Recognizer:
         (same VAD, pre-roll and end silence), so room tone around the speech is judged neither
         by SEC nor by ASR, exactly as in ``listen``."""
         waveform, span = trim_to_speech(validate_waveform(np.asarray(waveform, dtype=np.float32)))
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        sec = self.sec(waveform)
-        t1 = time.perf_counter()
-        transcript = self.transcribe(waveform)
-        t2 = time.perf_counter()
-        tec = self.text(transcript.text)
-        t3 = time.perf_counter()
-        probs, valence, arousal = self.fuse(sec, tec, transcript.confidence)
-        t4 = time.perf_counter()
-        timings.update(sec=(t1 - t0) * 1e3, asr=(t2 - t1) * 1e3, text=(t3 - t2) * 1e3, fusion=(t4 - t3) * 1e3)
-        return self.result(probs, valence, arousal, transcript, timings,
-                           speech_s=(span[0] / SAMPLE_RATE, span[1] / SAMPLE_RATE), words_va=tec.va)
+        done = self.recognize(waveform)
+        return replace(done.result, timings_ms={k: round(done.timings_ms[k], 2) for k in ("sec", "asr", "text", "fusion")},
+                       speech_s=(round(span[0] / SAMPLE_RATE, 3), round(span[1] / SAMPLE_RATE, 3)))
 
     def result(self, probs: np.ndarray, valence: float, arousal: float, transcript: Transcript,
                timings: dict[str, float], speech_s: tuple[float, float] | None = None,

@@ -1,4 +1,5 @@
-"""A bounded queue whose policy when full is explicit: drop the oldest item and say so.
+"""The queue between segmenters and workers: the ``WorkQueue`` seam and its in-process kind, a
+bounded queue whose policy when full is explicit: drop the oldest item and say so.
 
 Beside it, best-effort work (partial results, speculative finals) waits in one slot per key
 (stream): a newer offer replaces an older one, and ``get`` hands it out only when no queued
@@ -8,9 +9,43 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
+
+from emostream.streaming.frames import Utterance
 
 T = TypeVar("T")
+
+
+class WorkQueue(Protocol):
+    """Between segmenters and workers: ``DropOldestQueue`` in process, ``NatsWorkQueue`` on a bus."""
+
+    capacity: int
+    dropped: int
+    high_water: int
+    supports_speculation: bool  # the close and the models are in one process
+    on_drop: Callable[[Utterance, str], None] | None  # a drop that happens later, away from put (a bus)
+    on_failed: Callable[[Utterance, str], None] | None  # a bus gave up on an utterance its workers died holding
+
+    def put(self, item: Utterance) -> Utterance | None: ...  # returns the item it dropped, if any
+
+    def put_wait(self, item: Utterance) -> None: ...
+
+    def offer(self, key: Any, item: Any) -> Any | None: ...
+
+    def withdraw(self, key: Any, item: Any) -> bool: ...
+
+    def get(self, timeout: float | None = None) -> Any: ...
+
+    def task_done(self, item: Utterance, outcome: str) -> None: ...  # published | unusable | failed
+
+    def is_last_try(self, item: Utterance) -> bool: ...  # False: another worker will try it after a failure
+
+    def flush(self) -> None: ...  # what the sources queued has left this process
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def __len__(self) -> int: ...
 
 
 class DropOldestQueue(Generic[T]):
@@ -19,6 +54,7 @@ class DropOldestQueue(Generic[T]):
     utterance bounds latency: a dialogue system wants what was said now, not a backlog."""
 
     supports_speculation = True  # the close and the models are in this process
+    on_drop = on_failed = None  # in process every drop happens in put, which returns it
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
@@ -84,6 +120,12 @@ class DropOldestQueue(Generic[T]):
 
     def task_done(self, item: Any, outcome: str) -> None:
         """Nothing to acknowledge in process (a bus queue acks, retries or terminates here)."""
+
+    def is_last_try(self, item: Any) -> bool:
+        return True  # no one else will
+
+    def flush(self) -> None:
+        """Nothing leaves this process."""
 
     def stats(self) -> dict[str, Any]:
         with self._cond:

@@ -69,10 +69,10 @@ def test_compare_mode_prints_ratios(tiny_results, tmp_path):
     rows = compare(out / "results.json", out / "results.json")
     assert rows and all(r[4] == pytest.approx(1.0) for r in rows)
     assert any(name == "stages.stages_ms.asr" and k == "median" for name, k, *_ in rows)
-    proc = subprocess.run([sys.executable, "-m", "emostream.clients.cli", "bench", "--compare",
+    proc = subprocess.run([sys.executable, "-m", "emostream.cli.main", "bench", "--compare",
                            str(out / "results.json"), str(out / "results.json")], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and "new/old" in proc.stdout and "Traceback" not in proc.stderr
-    missing = subprocess.run([sys.executable, "-m", "emostream.clients.cli", "bench", "--compare", "nope.json",
+    missing = subprocess.run([sys.executable, "-m", "emostream.cli.main", "bench", "--compare", "nope.json",
                               str(out / "results.json")], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "no such results file: nope.json" in missing.stderr

@@ -10,7 +10,7 @@ FIELDS = {"file", "label", "confidence", "probs", "valence", "arousal", "transcr
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "emostream.clients.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "emostream.cli.main", *map(str, args)],
                           capture_output=True, text=True, timeout=600)
 
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from emostream.clients.curve import CurveOptions, make_keys
-from emostream.clients.publisher import Publisher, PublisherError
-from emostream.clients.schema import STATUS_TOPIC
+from emostream.curve import CurveOptions, make_keys
+from emostream.sinks.publisher import Publisher, PublisherError
+from emostream.protocol import STATUS_TOPIC
 from emostream.clients.subscriber import Subscriber
 
 

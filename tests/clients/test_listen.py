@@ -11,10 +11,10 @@ import time
 import pytest
 import zmq
 
-from emostream.clients.schema import validate
+from emostream.protocol import validate
 from emostream.clients.subscriber import EmotionEvent, Subscriber
 
-CLI = [sys.executable, "-m", "emostream.clients.cli"]
+CLI = [sys.executable, "-m", "emostream.cli.main"]
 
 
 def run(*args, timeout=300, text=True, **kw):
@@ -161,7 +161,7 @@ def test_dialogue_system_example_reacts_to_each_utterance(dialogue, endpoint):
 
 
 def test_stream_ids_stay_unique_and_within_the_schema(tmp_path):
-    from emostream.clients.listen import ListenOptions, parse_inputs
+    from emostream.cli.listen import ListenOptions, parse_inputs
 
     (tmp_path / "x").mkdir()
     long = "a" * 80 + ".wav"
@@ -176,7 +176,7 @@ def test_stream_ids_stay_unique_and_within_the_schema(tmp_path):
 
 def test_subscribe_into_a_pipe_that_closes_early_is_quiet(dialogue, endpoint, tmp_path):
     err = tmp_path / "err.txt"
-    reader = subprocess.Popen(f"{sys.executable} -m emostream.clients.cli subscribe --endpoint {endpoint} "
+    reader = subprocess.Popen(f"{sys.executable} -m emostream.cli.main subscribe --endpoint {endpoint} "
                               f"--count 4 --timeout 120 2>{err} | head -1", shell=True, stdout=subprocess.PIPE, text=True)
     time.sleep(1.5)
     listen = run("listen", "--input", dialogue.path, "--fast", "--quiet", "--publish", endpoint, "--threads", "2")

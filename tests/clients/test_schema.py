@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import zmq
 
-from emostream.clients import schema
-from emostream.clients.monitor import COLOURS
-from emostream.clients.schema import MessageError, emotion_message, validate
+from emostream import protocol as schema
+from emostream.sinks.monitor import COLOURS
+from emostream.protocol import MessageError, emotion_message, validate
 from emostream.clients.subscriber import Subscriber
 from emostream.engine.recognizer import EmotionResult
 from emostream.labels import LABELS
@@ -111,7 +111,7 @@ def test_a_turn_message_validates_and_replaces_its_fragments_in_the_monitor():
 
     from rich.console import Console
 
-    from emostream.clients.monitor import Monitor
+    from emostream.sinks.monitor import Monitor
 
     first = sample_message(seq=1)
     other = sample_message(seq=1)
@@ -153,7 +153,7 @@ def test_partial_messages_validate_and_the_final_replaces_them_in_the_monitor():
 
     from rich.console import Console
 
-    from emostream.clients.monitor import Monitor
+    from emostream.sinks.monitor import Monitor
     from emostream.clients.subscriber import PartialEvent
 
     partial = validate(sample_partial())

@@ -11,10 +11,11 @@ import sys
 import time
 
 import pytest
+from services import unavailable
 
 from emostream.clients.subscriber import EmotionEvent, StatusEvent, Subscriber
 
-CLI = [sys.executable, "-m", "emostream.clients.cli"]
+CLI = [sys.executable, "-m", "emostream.cli.main"]
 SINK = "vmic"
 
 
@@ -25,13 +26,13 @@ def _pactl(*args, env=None) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def virtual_mic():
     if not shutil.which("pactl") or not shutil.which("paplay"):
-        pytest.skip("pulseaudio-utils not installed (.ci/run installs pulseaudio and starts a virtual microphone)")
+        unavailable("pulseaudio-utils not installed (.ci/run installs pulseaudio and starts a virtual microphone)")
     sinks = _pactl("list", "short", "sinks")
     if sinks.returncode != 0 or SINK not in sinks.stdout:
-        pytest.skip(f"no PulseAudio server with a null sink '{SINK}' (.ci/run starts one: pulseaudio -D -n "
+        unavailable(f"no PulseAudio server with a null sink '{SINK}' (.ci/run starts one: pulseaudio -D -n "
                     f"--load='module-null-sink sink_name={SINK}' --load=module-native-protocol-unix)")
     if _pactl("get-default-source").stdout.strip() != f"{SINK}.monitor":
-        pytest.skip(f"the default source is not {SINK}.monitor (pactl set-default-source {SINK}.monitor)")
+        unavailable(f"the default source is not {SINK}.monitor (pactl set-default-source {SINK}.monitor)")
     return SINK
 
 
@@ -77,7 +78,7 @@ def test_a_microphone_that_disappears_ends_listen_with_a_clear_message(virtual_m
                               "--load=module-null-sink sink_name=gone", "--load=module-native-protocol-unix"],
                              env=env, capture_output=True, text=True, timeout=30)
     if started.returncode != 0:
-        pytest.skip(f"could not start a second PulseAudio server: {started.stderr.strip()[:200]}")
+        unavailable(f"could not start a second PulseAudio server: {started.stderr.strip()[:200]}")
     try:
         with Subscriber(endpoint, status=True, timeout_s=120) as sub:
             proc = subprocess.Popen([*CLI, "listen", "--quiet", "--publish", endpoint, "--status-interval", "0.5",
@@ -102,7 +103,7 @@ def test_a_microphone_that_vanishes_is_retried_and_listen_carries_on(virtual_mic
     stays up; the server comes back, the microphone is reopened, and speech is recognized again."""
     env = {**os.environ, "PULSE_RUNTIME_PATH": str(tmp_path / "pulse")}
     if _private_pulse(env).returncode != 0:
-        pytest.skip("could not start a second PulseAudio server")
+        unavailable("could not start a second PulseAudio server")
     proc = None
     try:
         with Subscriber(endpoint, status=True, timeout_s=120) as sub:

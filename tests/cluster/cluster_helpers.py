@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
+from services import unavailable
 
 from emostream.cluster.local import NatsServer, Processes, free_port, nats_cluster, nats_server_binary, wait_port
 from emostream.streaming.frames import Utterance
@@ -26,7 +26,7 @@ def make_utterance(seq: int, sid: str = "s", age_s: float = 0.0, n: int = 8000) 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 and its key (openssl), or the test is skipped with the reason."""
     if not shutil.which("openssl"):
-        pytest.skip("openssl not installed (needed to make a test certificate)")
+        unavailable("openssl not installed (needed to make a test certificate)")
     cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
                     str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],

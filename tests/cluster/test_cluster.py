@@ -16,7 +16,7 @@ import jiwer
 import pytest
 from cluster_helpers import free_port, wait_port
 
-from emostream.clients.schema import validate
+from emostream.protocol import validate
 from emostream.clients.subscriber import EmotionEvent, PartialEvent, Subscriber
 from emostream.cluster import wire
 from emostream.cluster.client import stream_file
@@ -127,7 +127,7 @@ def test_listen_edge_mode_enqueues_and_shows_the_workers_results(cluster, nats_s
     import sys
 
     log = tmp_path / "edge.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "emostream.clients.cli", "listen", "--nats", nats_server.url,
+    proc = subprocess.run([sys.executable, "-m", "emostream.cli.main", "listen", "--nats", nats_server.url,
                            "--input", f"edge={dialogue.path}", "--fast", "--quiet", "--jsonl", str(log),
                            "--publish", f"tcp://127.0.0.1:{free_port()}"], capture_output=True, text=True,
                           timeout=120)

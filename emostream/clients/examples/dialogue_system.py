@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from emostream.clients.publisher import DEFAULT_ENDPOINT
+from emostream.protocol import DEFAULT_ENDPOINT
 from emostream.clients.subscriber import EmotionEvent, Subscriber
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from emostream.streaming.frames import AudioChunk
+
+log = logging.getLogger(__name__)
 
 
 class SourceError(RuntimeError):
@@ -45,6 +48,24 @@ class AudioSource(ABC):
             chunk = AudioChunk(np.ascontiguousarray(block, dtype=np.float32), self.samples_read)
             self.samples_read += block.size
             yield chunk
+
+    def chunks_across_losses(self, stop: threading.Event, lost: Callable[[SourceInterrupted], None],
+                             back: Callable[[], None]) -> Iterator[AudioChunk]:
+        """``chunks``, carried across a vanished device: ``lost`` hears of the loss (the caller
+        publishes what was said up to it), the source is reopened (waiting until the device is
+        back or ``stop``), ``back`` hears of its return and reading goes on."""
+        while True:
+            try:
+                yield from self.chunks(stop)
+                return
+            except SourceInterrupted as exc:
+                lost(exc)
+                self.count("interruptions")
+                log.warning("%s; retrying until it is back (--exit-on-device-loss to stop instead)", exc)
+                if not self.reopen(stop):
+                    return
+                back()
+                log.warning("%s is back", self.description)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from emostream.clients.schema import STATUS_TOPIC
+from emostream.protocol import STATUS_TOPIC
 from emostream.cluster import wire
 from emostream.cluster.link import NatsLink
 

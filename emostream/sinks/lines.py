@@ -1,4 +1,5 @@
-"""Message sinks besides the publisher: a JSON-lines log and plain lines for pipes and logs."""
+"""Message sinks besides the publisher: a JSON-lines log and plain lines for pipes and logs, and the
+one readable line per message that ``listen`` (without a terminal) and ``subscribe`` print."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from emostream.clients.schema import STATUS_TOPIC
+from emostream.protocol import STATUS_TOPIC
 
 
 class JsonlSink:
@@ -46,7 +47,16 @@ def silence_stdout() -> None:
 
 
 def event_line(message: dict[str, Any]) -> str:
-    """One readable line for an emotion event (used by `listen` without a terminal and `subscribe`)."""
+    """One readable line for an emotion, partial or status message."""
+    if message.get("type") == "partial":
+        return (f"[partial] {message['stream_id']}#{message['seq']} {message['audio_s']:4.1f} s  "
+                f"{message['label']:<9} {message['confidence']:.2f}  {message['stable']} | {message['unstable']}")
+    if message.get("type") == "status":
+        lat = message["latency_ms"].get("vad_close_to_publish")
+        return (f"[status] {message['state']} up {message['uptime_s']:.0f} s; " + "; ".join(
+            f"{sid}: {st['published']}/{st['utterances']} published, {st['dropped']} dropped"
+            for sid, st in message["streams"].items())
+            + (f"; close->publish p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms" if lat else ""))
     u = message["utterance"]
     transcript = message["transcript"] or "(no words recognised)"
     return (f"[{message['stream_id']} #{message['seq']} {u['start_s']:7.2f}-{u['end_s']:7.2f}s] "

@@ -45,7 +45,7 @@ def connect(command: str, args: argparse.Namespace, name: str):
 def run_until_stopped(command: str, run, stop) -> None:
     """``run()`` in the main thread; the first SIGINT/SIGTERM calls ``stop`` (finish what is in
     hand), a second one exits at once."""
-    from emostream.clients.listen import ShutdownOnSignal
+    from emostream.cli.listen import ShutdownOnSignal
 
     try:
         with ShutdownOnSignal(stop, lambda m: say(command, m), what="finishing what is in hand"):
@@ -58,9 +58,10 @@ def run_until_stopped(command: str, run, stop) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     from emostream.cluster.link import BusError
-    from emostream.clients.listen import load_recognizer
+    from emostream.cli.listen import load_recognizer
     from emostream.cluster.nats_queue import NatsWorkQueue
-    from emostream.cluster.nats_sink import NatsSink
+    from emostream.cluster.hooks import WorkerHooks
+    from emostream.sinks.nats import NatsSink
     from emostream.streaming.pipeline import Pipeline, PipelineConfig
 
     name = args.name or f"worker-{socket.gethostname()}-{os.getpid()}"
@@ -91,7 +92,7 @@ def run_worker(args: argparse.Namespace) -> int:
             pipeline = Pipeline(recognizer, [], [], PipelineConfig(workers=args.concurrency, worker_id=name,
                                                                    role="worker",
                                                                    status_interval_s=args.status_interval),
-                                publisher=sink, queue=queue, open_ended=True)
+                                publisher=sink, queue=queue, open_ended=True, hooks=WorkerHooks())
             say("worker", f"{name}: taking utterances from {args.nats} ({args.concurrency} at a time)")
             run_until_stopped("worker", pipeline.run, pipeline.stop)
             queue.close()
@@ -105,8 +106,9 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_gateway(args: argparse.Namespace) -> int:
     from emostream.cluster.link import BusError
     from emostream.cluster.gateway import Gateway, GatewayConfig
+    from emostream.cluster.hooks import GatewayHooks
     from emostream.cluster.nats_queue import NatsWorkQueue
-    from emostream.cluster.nats_sink import NatsSink
+    from emostream.sinks.nats import NatsSink
     from emostream.streaming.pipeline import Pipeline, PipelineConfig
     from emostream.streaming.segmenter import SegmenterConfig
 
@@ -138,9 +140,11 @@ def run_gateway(args: argparse.Namespace) -> int:
             say("gateway", str(exc))
             return 2
         sink = NatsSink(link, name)
+        gateway: Gateway | None = None
         pipeline = Pipeline(None, [], [], PipelineConfig(segmenter=seg, role="gateway",
                                                          status_interval_s=args.status_interval),
-                            publisher=sink, queue=queue, open_ended=True)
+                            publisher=sink, queue=queue, open_ended=True,
+                            hooks=GatewayHooks(lambda: gateway.status()))  # the gateway exists before it runs
         gateway = Gateway(config, link, pipeline)
         try:
             link.call(gateway.start())
@@ -162,7 +166,7 @@ def run_gateway(args: argparse.Namespace) -> int:
 
 
 def run_bridge(args: argparse.Namespace) -> int:
-    from emostream.clients.publisher import Publisher, PublisherError
+    from emostream.sinks.publisher import Publisher, PublisherError
     from emostream.cluster.bridge import Bridge
 
     try:
@@ -192,6 +196,7 @@ def run_bridge(args: argparse.Namespace) -> int:
 
 
 def curve_options(args: argparse.Namespace):
-    from emostream.clients.curve import CurveOptions
+    """The publisher's CURVE options from the ``--curve-*`` flags (cli.parser._curve_flags)."""
+    from emostream.curve import CurveOptions
 
-    return CurveOptions.from_args(args)
+    return CurveOptions(getattr(args, "curve_secret_key", None), getattr(args, "curve_clients", None))

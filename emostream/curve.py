@@ -11,7 +11,6 @@ error to it, so ``emostream subscribe --timeout`` is the way to notice.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +41,6 @@ class CurveOptions:
 
     secret_key: str | None = None
     clients: str | None = None
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> CurveOptions:
-        return cls(getattr(args, "curve_secret_key", None), getattr(args, "curve_clients", None))
 
     @property
     def enabled(self) -> bool:

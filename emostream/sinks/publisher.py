@@ -15,11 +15,10 @@ from typing import Any
 
 import zmq
 
-from emostream.clients.curve import CurveOptions
+from emostream.curve import CurveOptions
+from emostream.protocol import DEFAULT_ENDPOINT
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 
 
 class PublisherError(RuntimeError):
@@ -29,7 +28,7 @@ class PublisherError(RuntimeError):
 class Publisher:
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, high_water_mark: int = 1000, linger_ms: int = 1000,
                  curve: CurveOptions | None = None) -> None:
-        """``curve``: encrypt and authenticate with CURVE (see ``clients.curve``); a bad key file raises
+        """``curve``: encrypt and authenticate with CURVE (see ``emostream.curve``); a bad key file raises
         ValueError before anything is bound."""
         self.endpoint = endpoint
         self.sent = 0

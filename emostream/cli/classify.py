@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -70,4 +71,7 @@ def _print_table(records: list[dict]) -> None:
         table.add_row(Path(r["file"]).name, r["label"], f"{r['confidence']:.2f}", f"{r['valence']:+.2f}",
                       f"{r['arousal']:+.2f}", r["transcript"] or "—",
                       f"{t['sec']:.0f}/{t['asr']:.0f}/{t['text']:.0f}/{t['fusion']:.1f}")
-    Console().print(table)
+    # in a pipe (a CI log, `| less`) rich would assume 80 columns and fold every cell: take the width
+    # the table needs instead (COLUMNS, when set, still wins)
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    Console(width=1000 if wide else None).print(table)

@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 
-from emostream.clients.listen import (ListenOptions, ShutdownOnSignal, UsageError, load_recognizer, open_source,
+from emostream.cli.listen import (ListenOptions, ShutdownOnSignal, UsageError, load_recognizer, open_source,
                                       parse_inputs, stderr)
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,8 @@ def _fail(message: str, *opened) -> int:
 def run_listen(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from emostream.clients.curve import CurveOptions
-    from emostream.clients.publisher import Publisher, PublisherError
+    from emostream.cli.run_cluster import curve_options
+    from emostream.sinks.publisher import Publisher, PublisherError
     from emostream.streaming.pipeline import PipelineConfig
     from emostream.streaming.segmenter import SegmenterConfig
     from emostream.streaming.sources import SourceError, resolve_input_device
@@ -67,10 +67,10 @@ def run_listen(args: argparse.Namespace) -> int:
     sinks, sources = [], {}
     try:  # the cheapest checks first, before any audio device is touched: the log file, then the port
         if args.jsonl:
-            from emostream.clients.sinks import JsonlSink
+            from emostream.sinks.lines import JsonlSink
 
             sinks.append(JsonlSink(args.jsonl))
-        publisher = Publisher(args.publish, curve=CurveOptions.from_args(args))
+        publisher = Publisher(args.publish, curve=curve_options(args))
     except (OSError, PublisherError) as exc:
         return _fail(str(exc), *sinks)
 
@@ -106,7 +106,7 @@ def _run_edge(args, specs, opts, sources, sinks, publisher, config) -> int:
 
     from rich.console import Console
 
-    from emostream.clients.run_cluster import bus_config, connect
+    from emostream.cli.run_cluster import bus_config, connect
     from emostream.cluster.link import BusError
     from emostream.cluster.nats_queue import NatsWorkQueue
 
@@ -149,9 +149,10 @@ def _start(args, specs, opts, sources, sinks, publisher, recognizer, console, li
 
     monitor = None
     if live_view:
-        from emostream.clients.monitor import Monitor
+        from emostream.sinks.monitor import Monitor
 
-        monitor = Monitor(", ".join(s.description for s in ordered) + f" → {args.publish}", console=console)
+        monitor = Monitor(", ".join(s.description for s in ordered) + f" → {args.publish}", console=console,
+                          end_silence_ms=config.segmenter.end_silence_ms)
         sinks.append(monitor)
         from rich.logging import RichHandler
 
@@ -160,24 +161,18 @@ def _start(args, specs, opts, sources, sinks, publisher, recognizer, console, li
             root.removeHandler(handler)
         root.addHandler(RichHandler(console=console, show_time=False, show_path=False))
     elif not args.quiet:
-        from emostream.clients.sinks import LineSink
+        from emostream.sinks.lines import LineSink
 
         sinks.append(LineSink())
         print(f"listening: {', '.join(s.description for s in ordered)}; publishing on {args.publish}",
               file=sys.stderr, flush=True)
 
-    pipeline = Pipeline(recognizer, ordered, sinks, config, publisher=publisher, queue=queue)
+    hooks = None
     if link is not None:  # edge: the workers' results for our streams come back to our sinks
-        from emostream.cluster.relay import ResultRelay
+        from emostream.cluster.hooks import EdgeHooks
 
-        relay = ResultRelay(link, queue.session, [s.stream_id for s in ordered], pipeline.relay)
-        link.call(relay.start())
-
-        def expected() -> int:
-            counts = [pipeline.stream_counts(s.stream_id) for s in ordered]
-            return sum(c.get("utterances", 0) - c.get("dropped", 0) for c in counts)
-
-        pipeline.on_drained = lambda: relay.wait(expected, args.result_wait)
+        hooks = EdgeHooks(link, queue.session, [s.stream_id for s in ordered], args.result_wait)
+    pipeline = Pipeline(recognizer, ordered, sinks, config, publisher=publisher, queue=queue, hooks=hooks)
     return _run(pipeline, recognizer, monitor, args)
 
 

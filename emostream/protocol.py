@@ -1,6 +1,7 @@
-"""The wire format: JSON messages checked against the versioned JSON Schema files in ``schemas/``.
+"""The wire contract: topics, message builders and the versioned JSON Schemas (``schemas/``).
 
-The pipeline builds messages here and nowhere else, so what is published is what the schema says.
+Every message is built here and nowhere else, so what is published is what the schema says; the
+pipeline, the cluster, the sinks and the clients all import it (it imports none of them).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ SCHEMA_VERSION = "1.4"
 EMOTION_TOPIC_PREFIX = "emotion."
 PARTIAL_TOPIC_PREFIX = "partial."
 STATUS_TOPIC = "status"
+GONE_TOPIC_PREFIX = "gone."  # cluster only: an utterance that will get no result (dropped, failed)
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"  # where the ZeroMQ publisher binds and subscribers connect
 _FILES = {EMOTION_SCHEMA_ID: "emotion-1.schema.json", STATUS_SCHEMA_ID: "status-1.schema.json",
           PARTIAL_SCHEMA_ID: "partial-1.schema.json"}
 
@@ -56,6 +59,17 @@ def emotion_topic(stream_id: str) -> str:
 
 def partial_topic(stream_id: str) -> str:
     return PARTIAL_TOPIC_PREFIX + stream_id
+
+
+def gone_topic(stream_id: str) -> str:
+    return GONE_TOPIC_PREFIX + stream_id
+
+
+def gone_message(utterance, outcome: str, reason: str, worker: str | None) -> dict[str, Any]:
+    """An utterance that will get no result (``outcome``: dropped or failed): a cluster's ordering
+    stops waiting for its seq."""
+    return {"type": "gone", "outcome": outcome, "stream_id": utterance.stream_id, "seq": utterance.seq,
+            "session": utterance.session, "reason": reason, "worker": worker}
 
 
 def _emotion_fields(result) -> dict[str, Any]:

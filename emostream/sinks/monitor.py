@@ -1,7 +1,10 @@
 """``emostream listen``'s live terminal view (rich): current emotion per stream, history, latency.
 
 While someone speaks, the stream's row shows the partial result (dim; the stable words brighter
-than the unstable tail) until the final result replaces it."""
+than the unstable tail) until the final result replaces it. The history's latency is what the
+speaker feels: end of speech -> result, i.e. the silence the VAD waits for before it closes
+(``end_silence_ms``; none after a forced cut) plus VAD close -> publish, which is ≈ 0 ms for a
+speculated result (recognized during that silence)."""
 
 from __future__ import annotations
 
@@ -29,8 +32,10 @@ def _bar(value: float, width: int = 20) -> str:
 class Monitor:
     """A Sink: takes the pipeline's messages and redraws a rich Live view four times a second."""
 
-    def __init__(self, title: str, console: Console | None = None, history: int = 8) -> None:
+    def __init__(self, title: str, console: Console | None = None, history: int = 8,
+                 end_silence_ms: float = 300.0) -> None:
         self.title = title
+        self.end_silence_ms = end_silence_ms  # the segmenter's: speech ends this long before the VAD closes
         self.console = console or Console()
         self._lock = threading.Lock()
         self._current: dict[str, dict[str, Any]] = {}
@@ -107,15 +112,20 @@ class Monitor:
         table = Table(box=None, expand=True, header_style="bold dim", pad_edge=False)
         for name, kw in (("time", {"no_wrap": True}), ("stream", {"no_wrap": True}), ("at", {"justify": "right"}),
                          ("emotion", {"no_wrap": True}), ("conf", {"justify": "right"}),
-                         ("latency", {"justify": "right"}), ("transcript", {"ratio": 1, "overflow": "ellipsis",
+                         ("after speech", {"justify": "right"}), ("transcript", {"ratio": 1, "overflow": "ellipsis",
                                                                           "no_wrap": True})):
             table.add_column(name, **kw)
         for m in self._history:
             table.add_row(time.strftime("%H:%M:%S", time.localtime(m["published_at"])), m["stream_id"],
                           f"{m['utterance']['start_s']:.1f}s", Text(m["label"], style=COLOURS.get(m["label"], "")),
-                          f"{m['confidence']:.2f}", f"{m['timings_ms']['vad_close_to_publish']:.0f} ms",
+                          f"{m['confidence']:.2f}", f"{self.after_speech_ms(m):.0f} ms",
                           m["transcript"] or "—")
         return table
+
+    def after_speech_ms(self, message: dict[str, Any]) -> float:
+        """End of speech -> this result."""
+        waited = 0.0 if message["utterance"].get("forced_cut") else self.end_silence_ms
+        return waited + message["timings_ms"]["vad_close_to_publish"]
 
     def _footer(self) -> Text:
         s = self._status

@@ -14,7 +14,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +111,7 @@ def open_source(spec: InputSpec, opts: ListenOptions):
 
 
 def load_recognizer(args):
-    """The models named by the model flags (cli._model_flags), loaded and warmed up."""
+    """The models named by the model flags (cli.parser._model_flags), loaded and warmed up."""
     from emostream.engine.asr import ASRConfig
     from emostream.engine.bundle import BundleError
     from emostream.engine.recognizer import Recognizer
@@ -125,19 +124,11 @@ def load_recognizer(args):
     except (BundleError, FileNotFoundError) as exc:
         raise RuntimeError(str(exc)) from exc
     try:
-        warm_up(recognizer)
+        recognizer.warm_up()
     except BaseException:
         recognizer.close()
         raise
     return recognizer
-
-
-def warm_up(recognizer) -> None:
-    """One pass over a second of faint noise so the first real utterance is not the slow one."""
-    rng = np.random.default_rng(0)
-    wave = (0.01 * rng.standard_normal(16000)).astype(np.float32)
-    recognizer.sec(wave)
-    recognizer.text(recognizer.transcribe(wave).text or "warm up")
 
 
 class ShutdownOnSignal:

