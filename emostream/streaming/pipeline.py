@@ -96,8 +96,6 @@ class Pipeline:
         self.sources_lock = threading.Lock()
         self.emit_lock = threading.RLock()  # sinks see messages in one order; a final and its partials' end move together
         self.early = EarlyWork(self)
-        self.hooks = hooks or PipelineHooks()
-        self.hooks.attach(self)
         self._source_threads: dict[str, threading.Thread] = {}
         self._running = False
         self._stop = threading.Event()
@@ -106,6 +104,8 @@ class Pipeline:
         self._status_seq = 0
         self.started = time.monotonic()
         self.errors: list[str] = []
+        self.hooks = hooks or PipelineHooks()
+        self.hooks.attach(self)  # last: an edge's relay may deliver results from now on
 
     # --- control --------------------------------------------------------------------------------
     def stop(self) -> None:

@@ -13,6 +13,8 @@ from emostream.benchmarks.compare import compare
 from emostream.benchmarks.runner import summarize
 from emostream.benchmarks.suite import BenchConfig, run_bench
 
+pytestmark = pytest.mark.slow  # benchmarks
+
 
 def test_summarize_quotes_median_and_tails():
     s = summarize([1.0, 2.0, 3.0, 4.0, 100.0])

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from emostream.labels import LABELS
 
 FIELDS = {"file", "label", "confidence", "probs", "valence", "arousal", "transcript", "timings_ms"}
@@ -14,6 +16,7 @@ def run(*args):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # loads the models in a new process
 def test_classify_mixed_files_keeps_going_and_fails_at_the_end(audio_dir):
     good = ["happy.wav", "sad_stereo_44k.flac", "clipped.wav"]
     bad = ["corrupt.wav", "empty.wav", "silence.wav", "nan.wav", "too_long.wav", "missing.wav"]
@@ -32,12 +35,14 @@ def test_classify_mixed_files_keeps_going_and_fails_at_the_end(audio_dir):
     assert "6 of 9 file(s) could not be classified" in proc.stderr
 
 
+@pytest.mark.slow  # loads the models in a new process
 def test_classify_sample_table():
     proc = run("classify", "--sample", "--format", "table", "--threads", "2")
     assert proc.returncode == 0, proc.stderr
     assert "happy_news.wav" in proc.stdout and "angry_complaint.wav" in proc.stdout
 
 
+@pytest.mark.slow  # loads the models in a new process
 def test_classify_with_the_shipped_searched_fusion(audio_dir, tmp_path):
     """--fusion searched loads the cell that `emostream search` found (shipped in emostream/weights)."""
     proc = run("classify", audio_dir / "happy.wav", "--fusion", "searched", "--threads", "2")
@@ -61,6 +66,7 @@ def test_help_explains_commands():
     assert proc.returncode == 0 and "random cells" in proc.stdout and "held out" in proc.stdout
 
 
+@pytest.mark.slow  # loads the models in a new process
 def test_compile_builds_the_auto_backend_and_checks_it(tmp_path):
     proc = run("compile", "--cache", tmp_path, "--threads", "2")
     assert proc.returncode == 0, proc.stderr

@@ -14,6 +14,8 @@ import zmq
 from emostream.protocol import validate
 from emostream.clients.subscriber import EmotionEvent, Subscriber
 
+pytestmark = pytest.mark.slow  # `emostream listen`/`subscribe` processes, models loaded in each
+
 CLI = [sys.executable, "-m", "emostream.cli.main"]
 
 

@@ -15,6 +15,8 @@ from services import unavailable
 
 from emostream.clients.subscriber import EmotionEvent, StatusEvent, Subscriber
 
+pytestmark = pytest.mark.slow  # the virtual microphone, in real time
+
 CLI = [sys.executable, "-m", "emostream.cli.main"]
 SINK = "vmic"
 

@@ -22,6 +22,8 @@ from emostream.cluster import wire
 from emostream.cluster.client import stream_file
 from emostream.cluster.link import NatsLink, NatsOptions
 
+pytestmark = pytest.mark.slow  # the cluster with workers (processes, models)
+
 ACK_WAIT = 3.0
 
 

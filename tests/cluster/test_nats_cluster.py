@@ -18,6 +18,8 @@ from emostream.cluster.link import BusError, NatsLink, NatsOptions
 from emostream.cluster.nats_queue import NatsWorkQueue
 from emostream.streaming.frames import Utterance
 
+pytestmark = pytest.mark.slow  # a three-server JetStream cluster, a leader lost
+
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):

@@ -19,6 +19,8 @@ from emostream.engine.training.neural_tts import (
     kokoro_voices,
 )
 
+pytestmark = pytest.mark.slow  # neural TTS
+
 VOICES = ("af_heart", "bm_george")  # US female, UK male
 LINE = "The weather is lovely today."
 OTHER_LINE = "Please close the door when you leave."

@@ -35,6 +35,7 @@ def test_corpora_parse():
     assert len(test) == 2610 and all(line.text for line in test)
 
 
+@pytest.mark.slow
 @pytest.mark.needs_data
 def test_tiny_sec_training_is_deterministic():
     clips = [c for c in ravdess_clips() if c.actor in (1, 2) and c.statement == 1][:12]

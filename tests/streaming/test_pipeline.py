@@ -113,6 +113,7 @@ def test_falling_behind_drops_the_oldest_and_reports_it(recognizer, dialogue):
     assert published == sorted(published)
 
 
+@pytest.mark.slow  # a recording played in real time
 def test_slow_and_absent_subscribers_never_stall_the_pipeline(recognizer, dialogue, endpoint):
     # a subscriber that connects with a tiny buffer and never reads, next to a normal one
     ctx = zmq.Context.instance()
@@ -237,6 +238,7 @@ def _words(text: str) -> list[str]:
     return [w.strip(",.?!").lower() for w in text.split()]
 
 
+@pytest.mark.slow  # a recording played in real time
 def test_partials_then_a_speculative_final_over_zeromq(recognizer, dialogue, endpoint):
     """Real-time file, partials every 0.5 s: schema-valid, in order, stable words never retracted,
     every partial before its final, and finals ready at the close because recognition started early."""
