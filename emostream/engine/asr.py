@@ -155,8 +155,9 @@ class SpeechRecognizer:
         """What ``transcribe`` returns for each waveform, for offline work: utterances whose real
         window is the shortest one (``min_window_s``) decode in batches of ``batch_size``; a greedy
         decode in a batch is the decode alone token for token, and a batch's longer token cap only
-        lets a runaway run further (it is judged against its own cap). Everything else, and every
-        batched decode not trusted, goes through ``transcribe``."""
+        lets a runaway run further (it is judged against its own cap). A batched decode not trusted
+        goes straight to the full window (alone it would fail the same way); everything else goes
+        through ``transcribe``."""
         waves = [np.asarray(w, dtype=np.float32) for w in waveforms]
         out: list[Transcript | None] = [None] * len(waves)
         shortest = int(self.config.min_window_s * SAMPLE_RATE)
@@ -165,19 +166,20 @@ class SpeechRecognizer:
         for k in range(0, len(batchable), batch_size):
             idx = batchable[k:k + batch_size]
             for i, result in zip(idx, self._decode_real([waves[i] for i in idx])):
-                out[i] = result
+                out[i] = result if result is not None else self._full_after_real(waves[i])
         return [t if t is not None else self.transcribe(w) for t, w in zip(out, waves)]
 
     def transcribe(self, waveform: np.ndarray) -> Transcript:
         waveform = np.asarray(waveform, dtype=np.float32)
         if self.config.context == "real" and self._real_window_s(waveform) < 30.0:
             result = self._transcribe_real(waveform)
-            if result is not None:
-                return result
-            log.debug("short-window decode not trusted (runaway or maybe no speech) on a %.1f s utterance: "
-                      "full 30 s window", len(waveform) / SAMPLE_RATE)
-            return replace(self._transcribe_full(waveform), context="real->full")
+            return result if result is not None else self._full_after_real(waveform)
         return self._transcribe_full(waveform)
+
+    def _full_after_real(self, waveform: np.ndarray) -> Transcript:
+        log.debug("short-window decode not trusted (runaway or maybe no speech) on a %.1f s utterance: "
+                  "full 30 s window", len(waveform) / SAMPLE_RATE)
+        return replace(self._transcribe_full(waveform), context="real->full")
 
     def transcribe_partial(self, waveform: np.ndarray) -> Transcript | None:
         """The audio so far of an utterance still being spoken: always the short window (a 30 s
