@@ -246,7 +246,7 @@ class Recognizer:
                    "text": (t_text - t_asr1) * 1e3, "fusion": (t_fused - branches_end) * 1e3,
                    "branches": (branches_end - t_start) * 1e3,
                    "sec_asr_overlap": _overlap(sec_span, (t_asr0, t_asr1)) * 1e3}
-        return Recognition(self.result(probs, valence, arousal, transcript, {}, words_va=tec.va),
+        return Recognition(self.result(probs, valence, arousal, transcript, words_va=tec.va),
                            transcript.context, timings, t_start)
 
     def classify(self, waveform: np.ndarray) -> EmotionResult:
@@ -257,19 +257,17 @@ class Recognizer:
         by SEC nor by ASR, exactly as in ``listen``."""
         waveform, span = trim_to_speech(validate_waveform(np.asarray(waveform, dtype=np.float32)))
         done = self.recognize(waveform)
-        return replace(done.result, timings_ms={k: round(done.timings_ms[k], 2) for k in ("sec", "asr", "text", "fusion")},
+        stages = {k: round(done.timings_ms[k], 2) for k in ("sec", "asr", "text", "fusion")}
+        return replace(done.result, timings_ms=stages,
                        speech_s=(round(span[0] / SAMPLE_RATE, 3), round(span[1] / SAMPLE_RATE, 3)))
 
     def result(self, probs: np.ndarray, valence: float, arousal: float, transcript: Transcript,
-               timings: dict[str, float], speech_s: tuple[float, float] | None = None,
                words_va: tuple[float, float] | None = None) -> EmotionResult:
         best = int(np.argmax(probs))
         return EmotionResult(
             label=LABELS[best], confidence=float(probs[best]),
             probs={name: float(p) for name, p in zip(LABELS, probs)},
             valence=valence, arousal=arousal, transcript=transcript.text,
-            asr_confidence=transcript.confidence,
-            timings_ms={k: round(v, 2) for k, v in timings.items()}, model_ids=dict(self.model_ids),
-            speech_s=None if speech_s is None else (round(speech_s[0], 3), round(speech_s[1], 3)),
+            asr_confidence=transcript.confidence, timings_ms={}, model_ids=dict(self.model_ids),
             words_va=words_va,
         )
