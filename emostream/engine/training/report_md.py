@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from emostream.engine.training.text_report import LEAVE_OUT_PER_CLASS
+
 
 def _pct(x: float) -> str:
     return f"{100 * x:.0f} %"
@@ -17,9 +19,9 @@ def report_markdown(report: dict) -> str:
         lines.append(f"| {name} | {s['ua']:.3f} | {s['wa']:.3f} | {s['weighted_f1']:.3f} | {s['n']} |")
     lco = tec.get("leave_text_corpus_out", {})
     if lco:
-        lines += ["", "**Leave one text corpus out** (frozen MiniLM + logistic regression, UA on the corpus's test "
-                  "split as ASR would write it)", "", "| corpus | trained on all three | never trained on it |",
-                  "|---|---|---|"]
+        lines += ["", f"**Leave one text corpus out** (frozen MiniLM + logistic regression on up to "
+                  f"{LEAVE_OUT_PER_CLASS:,} lines per corpus and class, UA on the corpus's test split as ASR would "
+                  "write it)", "", "| corpus | trained on all three | never trained on it |", "|---|---|---|"]
         lines += [f"| {c} | {v['trained on all three']:.3f} | {v['never trained on it']:.3f} |" for c, v in lco.items()]
     eb = tec.get("emobank")
     if eb:
@@ -35,7 +37,8 @@ def report_markdown(report: dict) -> str:
                                                for s in ("sec_only", "tec_only", "fused")) + " |")
     lco = report.get("leave_corpus_out", {})
     if lco:
-        lines += ["", "**Leave-corpus-out** (fused UA when the fusion never saw the corpus)", "",
+        lines += ["", "**Leave-corpus-out** (fused UA; saw every corpus: the folds' fusions, mean; never saw it: "
+                  "the final recipe trained on every row of the other corpora)", "",
                   "| corpus left out | test set | fusion saw every corpus | fusion never saw it |", "|---|---|---|---|"]
         lines += [f"| {c} | {n} | {v['fusion saw every corpus']:.3f} | {v['fusion never saw this corpus']:.3f} |"
                   for c, sets in lco.items() for n, v in sets.items()]

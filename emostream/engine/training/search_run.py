@@ -146,25 +146,20 @@ def fusion_latency_ms(model, data: SequenceFeatures, idx: np.ndarray, sec_emb, s
     """Wall times (ms) of single utterances through a fusion model on CPU (one thread, batch 1)."""
     from emostream.engine.fusion import FusionClassifier
     from emostream.engine.training.fusion_features import collate
-    from emostream.engine.training.fusion_train import _tensors
+    from emostream.engine.training.fusion_train import _tensors, torch_threads
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     times = []
-    try:
-        with torch.inference_mode():
-            for k in range(runs + 3):
-                i = idx[k % len(idx):k % len(idx) + 1]
-                if isinstance(model, FusionClassifier):
-                    args = _tensors(branch_rows(data, i, sec_emb, sec_logits))
-                else:
-                    args = collate(data, i, sec_logits)[:-1]
-                t = time.perf_counter()
-                model(*args)
-                if k >= 3:
-                    times.append((time.perf_counter() - t) * 1e3)
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1), torch.inference_mode():
+        for k in range(runs + 3):
+            i = idx[k % len(idx):k % len(idx) + 1]
+            if isinstance(model, FusionClassifier):
+                args = _tensors(branch_rows(data, i, sec_emb, sec_logits))
+            else:
+                args = collate(data, i, sec_logits)[:-1]
+            t = time.perf_counter()
+            model(*args)
+            if k >= 3:
+                times.append((time.perf_counter() - t) * 1e3)
     return times
 
 

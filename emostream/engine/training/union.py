@@ -66,17 +66,19 @@ def neural_meld(split: str, limit: int | None, seed: int, voices: list[str]) -> 
             for s in spoken_meld(split, limit, seed)]
 
 
-def synthesize_neural(cache: Path, name: str, items: list[NeuralLine], threads: int = 1) -> list[np.ndarray]:
-    """Kokoro waveforms, cached (fp16) in ``cache/kokoro_<name>.npz``; needs the ``tts`` extra."""
+def synthesize_neural(cache: Path, name: str, items: list[NeuralLine], processes: int = 1) -> list[np.ndarray]:
+    """Kokoro waveforms, cached (fp16) in ``cache/kokoro_<name>.npz``, spoken by ``processes``
+    one-thread workers; needs the ``tts`` extra."""
     path = cache / f"kokoro_{name}.npz"
     if path.exists():
         z = np.load(path)
         if len(z["lengths"]) == len(items):
             return [w.astype(np.float32) for w in np.split(z["samples"], np.cumsum(z["lengths"])[:-1])]
-    from emostream.engine.training.neural_tts import KokoroTTS
+    from emostream.engine.training.neural_tts import KokoroTTS, speak_many
 
-    tts = KokoroTTS(threads=threads)
-    waves = [tts.speak(i.line.text, i.voice, i.speed) for i in tqdm(items, desc=f"Kokoro {name}", unit="line")]
+    tts = KokoroTTS(threads=1)  # fails here, in the parent, when the extra or the voices are missing
+    jobs = [(i.line.text, i.voice, i.speed) for i in items]
+    waves = list(tqdm(speak_many(tts, jobs, processes), total=len(jobs), desc=f"Kokoro {name}", unit="line"))
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, samples=np.concatenate(waves).astype(np.float16), lengths=np.array([len(w) for w in waves]))
     return waves
