@@ -1,5 +1,5 @@
-"""Imports run one way: cli -> (sinks, cluster, benchmarks) -> (streaming, engine) -> (protocol, curve,
-labels). A consumer's client imports only the wire contract. Read from the source, every import
+"""Imports run one way: cli -> (sinks, cluster, web, benchmarks) -> (streaming, engine) -> (protocol,
+curve, labels). A consumer's client imports only the wire contract. Read from the source, every import
 (function-level and TYPE_CHECKING ones included)."""
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ import emostream
 ROOT = Path(emostream.__file__).parent
 WIRE = {"protocol", "curve", "labels"}
 CORE = WIRE | {"streaming", "engine"}
-OUTER = CORE | {"sinks", "cluster", "benchmarks"}
+OUTER = CORE | {"sinks", "cluster", "web", "benchmarks"}
 MAY_IMPORT = {
     **{name: WIRE for name in WIRE},
     "streaming": CORE, "engine": CORE,
-    "sinks": OUTER, "cluster": OUTER, "benchmarks": OUTER,
+    "sinks": OUTER, "cluster": OUTER, "web": OUTER, "benchmarks": OUTER,
     "clients": WIRE | {"clients"},
     "cli": OUTER | {"cli", "clients"},
 }
 
 
 def _room(module: str) -> str:
-    """emostream.cluster.gateway -> cluster; emostream.protocol -> protocol."""
+    """emostream.web.gateway -> web; emostream.protocol -> protocol."""
     return module.split(".")[1]
 
 

@@ -35,6 +35,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from emostream.cli.run_serve import run_serve
+
+    return run_serve(args)
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     from emostream.cli import run_cluster
 

@@ -97,6 +97,63 @@ def _curve_flags(p: argparse.ArgumentParser) -> None:
                         "server key)")
 
 
+def _server_flags(p: argparse.ArgumentParser) -> None:
+    """The WebSocket server's flags: ``serve`` and ``gateway`` (web.gateway.GatewayConfig)."""
+    p.add_argument("--listen", default="127.0.0.1:8765", metavar="HOST:PORT",
+                   help="where to serve the page and accept WebSocket clients (default %(default)s: this machine "
+                        "only; port 0 = any free port)")
+    p.add_argument("--token", default=None,
+                   help="require 'Authorization: Bearer TOKEN' (or ?token=TOKEN; the page has a field) from clients "
+                        "(or $EMOSTREAM_GATEWAY_TOKEN)")
+    p.add_argument("--tls-cert", default=None, metavar="PEM",
+                   help="serve https:// and wss:// with this certificate chain (browsers give the microphone only "
+                        "to https pages, or to http://localhost)")
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="its private key")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let pages from ORIGIN (e.g. https://app.example.com; '*' = any) use the stream endpoint; "
+                        "by default only the page this server serves may (repeatable)")
+    p.add_argument("--max-streams", type=int, default=64, help="concurrent streams before 1013 (default %(default)s)")
+    p.add_argument("--ws-compression", action="store_true",
+                   help="accept permessage-deflate when a client offers it (off by default: audio does not compress, "
+                        "and each compressed connection holds zlib state)")
+
+
+def _serve_parser(sub) -> None:
+    from emostream.streaming.segmenter import SegmenterConfig
+
+    d = SegmenterConfig()
+    p = sub.add_parser(
+        "serve", help="a page in the browser: talk into the microphone and watch the emotion live (one process)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Load the models once and serve, on one port, a web page (/) that streams the browser's "
+                    "microphone or an audio file and draws every result live (words, emotion, a timeline of "
+                    "the class probabilities, valence and arousal), and the WebSocket protocol of `emostream "
+                    "gateway` (/v1/stream) for programs. Everything runs in this process: no NATS needed.",
+        epilog="then open the URL it prints, e.g. http://127.0.0.1:8765/ (watch another stream: /?watch=ID)\n"
+               "protocol: a text start message {\"stream_id\": \"call-17\", \"rate\": 16000, \"format\": "
+               "\"s16le\", \"channels\": 1},\nbinary audio frames, then {\"type\": \"end\"}; results come back as "
+               "JSON (README, 'A page in the browser').\n"
+               "close codes: 1000 done, 1001 shutting down, 1008 bad start/frame or nothing sent in time, "
+               "1009 frame too large, 1013 overloaded (try again later)")
+    _server_flags(p)
+    p.add_argument("--publish", default=None, metavar="ENDPOINT",
+                   help="also publish every result on a ZeroMQ PUB socket bound here, as `listen` does (e.g. "
+                        "tcp://127.0.0.1:5556; default: off)")
+    _curve_flags(p)
+    p.add_argument("--partial-interval", type=float, default=0.5, metavar="S",
+                   help="while someone speaks, a partial result every S s of new speech (default %(default)s; 0 = off)")
+    p.add_argument("--speculate-silence-ms", type=int, default=d.speculate_silence_ms,
+                   help="start the final recognition after this much trailing silence, before the utterance "
+                        "closes (default %(default)s ms; 0 = wait for the close)")
+    p.add_argument("--end-silence-ms", type=int, default=d.end_silence_ms,
+                   help="pause that ends an utterance (default %(default)s ms)")
+    p.add_argument("--max-pending", type=int, default=4,
+                   help="utterances waiting for the models before the oldest is dropped (default %(default)s)")
+    p.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")
+    _model_flags(p.add_argument_group("models"))
+    p.set_defaults(func=commands.cmd_serve)
+
+
 def _listen_parser(sub) -> None:
     from emostream.protocol import DEFAULT_ENDPOINT
     from emostream.streaming.segmenter import SegmenterConfig
@@ -204,17 +261,7 @@ def _cluster_parsers(sub) -> None:
                     "(format s16le, f32le or mulaw; any rate), binary audio frames, then {\"type\": \"end\"}.",
         epilog="close codes: 1000 done, 1001 shutting down, 1008 bad start/frame or nothing sent in time, "
                "1009 frame too large, 1013 overloaded (try again later)")
-    p.add_argument("--listen", default="127.0.0.1:8765", metavar="HOST:PORT",
-                   help="where to accept WebSocket clients (default %(default)s; port 0 = any free port)")
-    p.add_argument("--token", default=None,
-                   help="require 'Authorization: Bearer TOKEN' (or ?token=TOKEN) from clients "
-                        "(or $EMOSTREAM_GATEWAY_TOKEN)")
-    p.add_argument("--tls-cert", default=None, metavar="PEM", help="serve wss:// with this certificate chain")
-    p.add_argument("--tls-key", default=None, metavar="PEM", help="its private key")
-    p.add_argument("--max-streams", type=int, default=64, help="concurrent streams before 1013 (default %(default)s)")
-    p.add_argument("--ws-compression", action="store_true",
-                   help="accept permessage-deflate when a client offers it (off by default: audio does not compress, and each "
-                        "compressed connection holds zlib state)")
+    _server_flags(p)
     p.add_argument("--partial-interval", type=float, default=SegmenterConfig().partial_interval_s, metavar="S",
                    help="ask the workers for a partial result every S s of new speech (default %(default)s; 0 = off)")
     p.add_argument("--name", default=None, help="id in status (default gateway-HOST-PID)")
@@ -296,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.cmd_classify)
 
     _listen_parser(sub)
+    _serve_parser(sub)
     _subscribe_parser(sub)
     _cluster_parsers(sub)
     p = sub.add_parser("compile", help="build and cache the SEC encoder for a backend (TensorRT, ONNX Runtime)",

@@ -104,31 +104,22 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
+    from emostream.cli.run_serve import page_url, server_config
     from emostream.cluster.link import BusError
-    from emostream.cluster.gateway import Gateway, GatewayConfig
-    from emostream.cluster.hooks import GatewayHooks
     from emostream.cluster.nats_queue import NatsWorkQueue
+    from emostream.cluster.results import NatsResultFeed
     from emostream.sinks.nats import NatsSink
     from emostream.streaming.pipeline import Pipeline, PipelineConfig
     from emostream.streaming.segmenter import SegmenterConfig
+    from emostream.web.gateway import Gateway, GatewayHooks
 
-    host, _, port = args.listen.rpartition(":")
     try:
-        config = GatewayConfig(host=host or "127.0.0.1", port=int(port), token=args.token or
-                               os.environ.get("EMOSTREAM_GATEWAY_TOKEN"), tls_cert=args.tls_cert,
-                               tls_key=args.tls_key, max_streams=args.max_streams,
-                               compression=args.ws_compression)
-        if bool(args.tls_cert) != bool(args.tls_key):
-            raise ValueError("--tls-cert and --tls-key go together")
-        ssl_ok = config.ssl_context()  # a bad certificate is reported now, not at the first client
-        del ssl_ok
+        config = server_config(args)
         bus = bus_config(args)
         seg = SegmenterConfig(partial_interval_s=args.partial_interval, speculate_silence_ms=0)
     except (ValueError, OSError) as exc:
         say("gateway", str(exc))
         return 2
-    if config.host not in ("127.0.0.1", "localhost", "::1") and not config.token:
-        log.warning("gateway on %s without --token: anyone who can reach it can stream", config.host)
     name = args.name or f"gateway-{socket.gethostname()}-{os.getpid()}"
     link = connect("gateway", args, name)
     if link is None:
@@ -145,7 +136,7 @@ def run_gateway(args: argparse.Namespace) -> int:
                                                          status_interval_s=args.status_interval),
                             publisher=sink, queue=queue, open_ended=True,
                             hooks=GatewayHooks(lambda: gateway.status()))  # the gateway exists before it runs
-        gateway = Gateway(config, link, pipeline)
+        gateway = Gateway(config, NatsResultFeed(link), pipeline)
         try:
             link.call(gateway.start())
         except OSError as exc:
@@ -157,7 +148,8 @@ def run_gateway(args: argparse.Namespace) -> int:
             pipeline.stop()
 
         scheme = "wss" if config.tls_cert else "ws"
-        say("gateway", f"{scheme}://{config.host}:{gateway.port}/v1/stream -> {args.nats}")
+        say("gateway", f"{scheme}://{config.host}:{gateway.port}/v1/stream -> {args.nats} "
+                       f"(the page: {page_url(config, gateway.port)})")
         run_until_stopped("gateway", pipeline.run, stop)
         queue.close()  # what could not be sent by now is counted dropped
         return 0

@@ -3,14 +3,12 @@
 - a worker announces on ``gone.<stream>`` each utterance that will get no result from it (dropped
   late, failed for good), so whoever waits for that seq stops waiting, and forgets streams that
   went quiet (a worker runs for months, its streams come and go);
-- a gateway adds its connections to the status;
 - an edge (``listen --nats``) hands the results its workers send back to its own sinks, and at the
   end waits for the ones still on their way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from emostream.cluster.link import NatsLink
@@ -33,14 +31,6 @@ class WorkerHooks(PipelineHooks):
         for sid in self.pipeline.stats.prune_idle(IDLE_STREAM_S):  # streams the bus brought that went quiet
             self.pipeline.early.forget(sid)
         return {}
-
-
-class GatewayHooks(PipelineHooks):
-    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
-        self._status = status
-
-    def status_fields(self) -> dict[str, Any]:
-        return self._status()
 
 
 class EdgeHooks(PipelineHooks):

@@ -1,7 +1,7 @@
 """One NATS connection on its own asyncio loop thread, callable from the pipeline's plain threads.
 
-The pipeline's stages are threads; nats-py is asyncio. A ``NatsLink`` owns a loop in a daemon
-thread, connects once (reconnecting forever afterwards, as a server restart must not end a worker)
+The pipeline's stages are threads; nats-py is asyncio. A ``NatsLink`` is a ``LoopThread`` that
+connects once (reconnecting forever afterwards, as a server restart must not end a worker)
 and runs coroutines for the threads with ``call``. Connection events are logged and counted so the
 status heartbeat can say when the bus was away.
 """
@@ -9,14 +9,14 @@ status heartbeat can say when the bus was away.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import os
 import ssl
 import threading
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
+
+from emostream.streaming.loop import LoopThread
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,6 @@ class _SslEofNoise(logging.Filter):
 
 
 logging.getLogger("asyncio").addFilter(_SslEofNoise())
-T = TypeVar("T")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
@@ -69,14 +68,12 @@ class NatsOptions:
         return kw
 
 
-class NatsLink:
+class NatsLink(LoopThread):
     """A connected NATS client and the loop it lives on. ``call`` runs a coroutine there and waits."""
 
     def __init__(self, options: NatsOptions) -> None:
+        super().__init__("nats")
         self.options = options
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run_loop, name="nats", daemon=True)
-        self._thread.start()
         self.nc: Any = None
         self.js: Any = None
         self.counters = {"disconnects": 0, "reconnects": 0, "errors": 0}
@@ -86,12 +83,8 @@ class NatsLink:
         try:
             self.call(self._connect(), timeout=options.connect_timeout_s + 1)
         except BaseException:
-            self._stop_loop()
+            self.stop()
             raise
-
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
 
     async def _connect(self) -> None:
         import nats
@@ -133,26 +126,6 @@ class NatsLink:
         self.js = self.nc.jetstream(timeout=5.0)
         self.connected.set()
 
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30.0) -> T:
-        """Run ``coro`` on the link's loop from another thread and return its result; on timeout the
-        coroutine is cancelled (it must not finish later, unseen: it may have taken a message)."""
-        if threading.current_thread() is self._thread:
-            coro.close()
-            raise RuntimeError("NatsLink.call from the loop thread would wait on itself; use spawn")
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise
-
-    def on_loop(self) -> bool:
-        return threading.current_thread() is self._thread
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        """Start ``coro`` on the loop without waiting (a concurrent.futures.Future)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
     def close(self) -> None:
         """Flush what was published and disconnect; safe to call twice."""
         self._closing = True
@@ -166,22 +139,4 @@ class NatsLink:
                     self.call(self.nc.close(), timeout=5)
                 except Exception:
                     pass
-        self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        """Cancel what still runs on the loop (send loops, tickers), then stop it."""
-        if not self.loop.is_running():
-            return
-
-        async def cancel_all() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        try:
-            self.call(cancel_all(), timeout=5)
-        except Exception as exc:
-            log.debug("cancelling tasks: %s", exc)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
+        self.stop()

@@ -1,6 +1,13 @@
-"""``emostream gateway``: network audio in over WebSocket, utterances onto the bus, results back.
+"""The WebSocket server of ``emostream serve`` and ``emostream gateway``: network audio in, results
+back, the browser page on the same port.
 
-Protocol (``ws://HOST:PORT/v1/stream``; README, cluster):
+``serve`` runs it over the pipeline in its own process; ``gateway`` over the bus (utterances onto
+JetStream, results from the workers). The server sees a ``ResultFeed`` either way (``feed.py``).
+
+Routes: ``/`` the page (``page.py``), ``/v1/stream`` a stream, ``/v1/watch?stream_id=ID`` another
+stream's results without sending audio (``{"type":"watching"}`` first, then every result).
+
+Protocol (``ws://HOST:PORT/v1/stream``; README, "A page in the browser" and "Cluster"):
   client -> text   {"stream_id": "call-17", "rate": 16000, "format": "s16le", "channels": 1}
                    format: s16le | f32le | mulaw (G.711 u-law, telephony); any rate is resampled
   server -> text   {"type": "ready", "session": ..., "stream_id": ...}
@@ -9,6 +16,8 @@ Protocol (``ws://HOST:PORT/v1/stream``; README, cluster):
   client -> text   {"type": "end"}: the server publishes what is left, then closes 1000
 Close codes: 1008 bad start message / bad frame / nothing sent in time, 1009 frame too large,
 1013 overloaded (too many streams, or audio faster than it can be segmented), 1001 shutting down.
+HTTP refusals before any audio: 401 missing or wrong token, 403 a browser page of another origin,
+404 an unknown path.
 A client that does not read its results within ``send_timeout_s`` is cut off (its socket aborted),
 so it cannot hold the gateway's memory or stall other clients.
 """
@@ -23,22 +32,25 @@ import logging
 import re
 import ssl
 import time
+import urllib.parse
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-
-from emostream.cluster import wire
-from emostream.cluster.link import NatsLink
 from emostream.cluster.ordering import ResultOrder
 from emostream.streaming.agreement import LocalAgreement
+from emostream.streaming.hooks import PipelineHooks
 from emostream.streaming.audio import AudioError
 from emostream.streaming.pcm import FORMATS, PcmDecoder
 from emostream.streaming.sources.push import PushSource
+from emostream.web.feed import ResultFeed, Unsubscribe
+from emostream.web.page import page_response
 
 log = logging.getLogger(__name__)
 
 PATH = "/v1/stream"
+WATCH_PATH = "/v1/watch"
 STREAM_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -50,6 +62,7 @@ class GatewayConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     max_streams: int = 64
+    max_watchers: int = 64  # /v1/watch connections (they send no audio)
     max_frame_bytes: int = 1 << 18  # 256 KiB: over a second of 48 kHz float stereo
     hello_timeout_s: float = 5.0
     idle_timeout_s: float = 30.0  # no audio for this long: the client is gone
@@ -61,6 +74,9 @@ class GatewayConfig:
     # permessage-deflate: off, because results are small JSON and audio does not compress, while each
     # compressed connection holds zlib state; with it the 30-min soak's gateway grew +14 % (without: +2.9 %).
     compression: bool = False
+    # browsers send Origin: a page from another site may not use this server from a visitor's browser.
+    # Allowed: the server's own origin (as the Host header names it) and these ("*": any)
+    allowed_origins: tuple[str, ...] = ()
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls_cert:
@@ -68,6 +84,16 @@ class GatewayConfig:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.tls_cert, self.tls_key)
         return ctx
+
+
+class GatewayHooks(PipelineHooks):
+    """The server's connections in the pipeline's status (given the server's ``status``)."""
+
+    def __init__(self, status: Callable[[], dict[str, Any]]) -> None:
+        self._status = status
+
+    def status_fields(self) -> dict[str, Any]:
+        return self._status()
 
 
 class StartError(ValueError):
@@ -125,7 +151,7 @@ class _Connection:
         self.outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=512)
         self.finals_sent = 0
         self.stop = asyncio.Event()  # the gateway is shutting down: leave the receive loop, finish up
-        self.subs: list[Any] = []
+        self.unsubscribe: Unsubscribe | None = None
         self.cut_off = False
         self.retired = asyncio.Event()  # its source left the pipeline: the stream id is free again
 
@@ -178,20 +204,22 @@ class _Connection:
 
 
 class Gateway:
-    """Runs on the NATS link's event loop; the pipeline (ingest only) segments and enqueues."""
+    """Runs on one event loop (the NATS link's, or serve's own); the pipeline segments the streams'
+    audio and either recognises it here (serve) or enqueues it for the workers (gateway)."""
 
-    def __init__(self, config: GatewayConfig, link: NatsLink, pipeline) -> None:
-        self.config, self.link, self.pipeline = config, link, pipeline
+    def __init__(self, config: GatewayConfig, feed: ResultFeed, pipeline) -> None:
+        self.config, self.feed, self.pipeline = config, feed, pipeline
         self.connections: dict[str, _Connection] = {}
-        self.counters = {"connections": 0, "refused": 0, "cut_off": 0, "completed": 0}
+        self.counters = {"connections": 0, "refused": 0, "cut_off": 0, "completed": 0, "watches": 0}
         self.server: Any = None
         self.port: int | None = None
         self._closing = False
         self._handshakes = 0
+        self._watching: set[Any] = set()
 
     def status(self) -> dict[str, Any]:
         return {"gateway": {"listen": f"{self.config.host}:{self.port}", "open": len(self.connections),
-                            **self.counters}}
+                            "watching": len(self._watching), **self.counters}}
 
     # --- server ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -208,19 +236,36 @@ class Gateway:
 
     def _check_request(self, connection, request):
         path, _, query = request.path.partition("?")
-        if path != PATH:
-            return connection.respond(http.HTTPStatus.NOT_FOUND, f"the stream endpoint is {PATH}\n")
+        if path not in (PATH, WATCH_PATH):
+            if request.headers.get("Upgrade", "").lower() != "websocket":
+                page = page_response(path)
+                if page is not None:
+                    return page
+            return connection.respond(http.HTTPStatus.NOT_FOUND, f"the stream endpoint is {PATH}; the page is /\n")
+        origin = request.headers.get("Origin")
+        if origin is not None and not self._origin_allowed(origin, request.headers.get("Host", "")):
+            self.counters["refused"] += 1
+            log.info("refused a page from %s (allowed: this server's own origin%s)", origin,
+                     "".join(f", {o}" for o in self.config.allowed_origins))
+            return connection.respond(http.HTTPStatus.FORBIDDEN, f"origin {origin[:80]} is not allowed here\n")
         if self.config.token:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             for part in query.split("&"):
                 if part.startswith("token="):
-                    given = part[6:]
+                    given = urllib.parse.unquote(part[6:])
             if not hmac.compare_digest(given.encode(), self.config.token.encode()):
                 self.counters["refused"] += 1
                 response = connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token\n")
                 response.headers["WWW-Authenticate"] = "Bearer"
                 return response
         return None
+
+    def _origin_allowed(self, origin: str, host: str) -> bool:
+        allowed = self.config.allowed_origins
+        if "*" in allowed or origin in allowed:
+            return True
+        scheme = "https" if self.config.tls_cert else "http"
+        return bool(host) and origin.lower() == f"{scheme}://{host}".lower()
 
     async def shutdown(self) -> None:
         """Stop taking connections; every open stream ends, gets its last results, and is closed 1001."""
@@ -229,6 +274,8 @@ class Gateway:
             self.server.close(close_connections=False)
         for conn in list(self.connections.values()):
             conn.stop.set()  # each ends its stream, waits for its results, sends its account, closes 1001
+        for ws in list(self._watching):
+            await self._close(ws, 1001, "gateway shutting down")
         deadline = time.monotonic() + self.config.result_wait_s + 2 * self.config.send_timeout_s
         while self.connections and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -259,6 +306,8 @@ class Gateway:
 
         c = self.config
         self.counters["connections"] += 1
+        if ws.request.path.partition("?")[0] == WATCH_PATH:
+            return await self._watch(ws)
         if self._closing:
             return await self._refuse(ws, 1001, "gateway shutting down")
         if len(self.connections) + self._handshakes >= c.max_streams:
@@ -287,14 +336,63 @@ class Gateway:
             log.exception("stream %s (%s) failed", spec.stream_id, conn.session)
             conn.abort("internal error")
         finally:
-            for sub in conn.subs:
-                try:
-                    await sub.unsubscribe()
-                except Exception:
-                    pass
+            if conn.unsubscribe is not None:
+                await conn.unsubscribe()
             await asyncio.to_thread(self.pipeline.retire_source, spec.stream_id)
             del self.connections[spec.stream_id]  # only now may the id stream again
             conn.retired.set()
+
+    async def _watch(self, ws) -> None:
+        """Another stream's results, as they come, without sending audio (the page's watch mode).
+        Finals of a cluster may repeat or arrive out of order: ``session`` and ``seq`` identify them."""
+        from websockets.exceptions import ConnectionClosed
+
+        stream_id = (urllib.parse.parse_qs(ws.request.path.partition("?")[2]).get("stream_id") or [""])[0]
+        if self._closing:
+            return await self._refuse(ws, 1001, "gateway shutting down")
+        if not STREAM_ID.match(stream_id):
+            return await self._refuse(ws, 1008, "watch: ?stream_id= 1-64 letters, digits, '_', '.', '-'")
+        if len(self._watching) >= self.config.max_watchers:
+            return await self._refuse(ws, 1013, f"at capacity ({self.config.max_watchers} watchers); try again later")
+        self._watching.add(ws)
+        self.counters["watches"] += 1
+        agreements: dict[Any, LocalAgreement] = {}
+        outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=512)
+
+        def deliver(message: dict[str, Any]) -> None:
+            if message.get("type") == "partial":
+                agreement = agreements.setdefault(message.get("session"), LocalAgreement())
+                message["stable"], message["unstable"] = agreement.update(message["seq"], message["transcript"])
+            try:
+                outbox.put_nowait(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+            except asyncio.QueueFull:
+                self.counters["cut_off"] += 1
+                log.warning("cut off a watcher of %s: its results piled up unread", stream_id)
+                ws.transport.abort()
+
+        async def send_loop() -> None:
+            while True:
+                text = await outbox.get()
+                try:
+                    async with asyncio.timeout(self.config.send_timeout_s):
+                        await ws.send(text)
+                except TimeoutError:
+                    self.counters["cut_off"] += 1
+                    ws.transport.abort()
+                    return
+
+        unsubscribe = await self.feed.subscribe(stream_id, deliver)
+        sender = asyncio.create_task(send_loop())
+        try:
+            await ws.send(json.dumps({"type": "watching", "stream_id": stream_id}))
+            async for _ in ws:  # nothing is expected from a watcher; this notices when it leaves
+                pass
+        except ConnectionClosed:
+            pass
+        finally:
+            sender.cancel()
+            await unsubscribe()
+            self._watching.discard(ws)
 
     async def _wait_for_retiring(self, stream_id: str) -> None:
         """A client that reconnects with its stream id as soon as the last close reaches it finds the
@@ -311,16 +409,7 @@ class Gateway:
             pass
 
     async def _serve(self, conn: _Connection) -> None:
-        sid, nc = conn.spec.stream_id, self.link.nc
-
-        async def on_result(msg) -> None:
-            try:
-                conn.deliver(json.loads(msg.data))
-            except (ValueError, KeyError, TypeError) as exc:
-                log.debug("ignored a result on %s: %s", msg.subject, exc)
-
-        for topic in ("emotion", "partial", "gone"):
-            conn.subs.append(await nc.subscribe(wire.bus_subject(f"{topic}.{sid}"), cb=on_result))
+        conn.unsubscribe = await self.feed.subscribe(conn.spec.stream_id, conn.deliver)
         self.pipeline.add_source(conn.source)
         sender = asyncio.create_task(conn.send_loop())
         ticker = asyncio.create_task(self._tick(conn))

@@ -9,7 +9,7 @@ import pytest
 from cluster_helpers import make_utterance as _utt
 
 from emostream.cluster import wire
-from emostream.cluster.gateway import FrameDecoder, StartError, StreamSpec
+from emostream.web.gateway import FrameDecoder, StartError, StreamSpec
 from emostream.cluster.link import BusError, NatsLink, NatsOptions
 from emostream.cluster.nats_queue import NatsWorkQueue
 from emostream.cluster.ordering import ResultOrder

@@ -1,5 +1,6 @@
-"""Bad and hostile WebSocket clients against a real gateway on a real nats-server (no models needed):
-each gets a clear close code and reason, and the gateway keeps serving the others."""
+"""Bad and hostile WebSocket clients against a real server: the gateway on a real nats-server (no
+models needed) and ``emostream serve`` (models in the process, no bus), which share it. Each client
+gets a clear close code and reason, and the server keeps serving the others."""
 
 from __future__ import annotations
 
@@ -19,13 +20,26 @@ from emostream.cluster.link import NatsLink, NatsOptions
 TOKEN = "s3cret-test-token"
 
 
+def _server(kind: str, request, processes) -> str:
+    """One process of each kind per module: ``gateway`` (needs nats-server) or ``serve``."""
+    servers = processes.__dict__.setdefault("servers", {})
+    if kind not in servers:
+        port = free_port()
+        bus = ("--nats", request.getfixturevalue("nats_server").url) if kind == "gateway" else ()
+        processes.start(kind, kind, "--listen", f"127.0.0.1:{port}", "--token", TOKEN, "--max-streams", "3", *bus)
+        processes.wait_log(kind, "/v1/stream")
+        servers[kind] = f"ws://127.0.0.1:{port}/v1/stream"
+    return servers[kind]
+
+
+@pytest.fixture(scope="module", params=["gateway", "serve"])
+def gateway(request, processes):
+    return _server(request.param, request, processes)
+
+
 @pytest.fixture(scope="module")
-def gateway(nats_server, processes):
-    port = free_port()
-    processes.start("gw", "gateway", "--listen", f"127.0.0.1:{port}", "--token", TOKEN, "--max-streams", "3",
-                    "--nats", nats_server.url)
-    processes.wait_log("gw", "/v1/stream")
-    return f"ws://127.0.0.1:{port}/v1/stream"
+def bus_gateway(request, processes):
+    return _server("gateway", request, processes)
 
 
 def _auth() -> dict[str, str]:
@@ -157,13 +171,13 @@ def test_capacity_duplicate_ids_and_others_keep_working(gateway):
     assert session
 
 
-def test_client_that_never_reads_is_cut_off_and_others_are_served(gateway, nats_server, processes):
+def test_client_that_never_reads_is_cut_off_and_others_are_served(bus_gateway, nats_server, processes):
     """Results pile up for a client that reads nothing: after the send timeout its socket is
     aborted instead of holding the gateway (websockets' own keepalive cannot notice this)."""
     link = NatsLink(NatsOptions(url=nats_server.url, name="flood"))
 
     async def go():
-        ws = await connect(gateway, additional_headers=_auth(), max_queue=1, max_size=None).__aenter__()
+        ws = await connect(bus_gateway, additional_headers=_auth(), max_queue=1, max_size=None).__aenter__()
         await ws.send(_start(stream_id="deaf"))
         session = json.loads(await ws.recv())["session"]
         big = np.random.default_rng(0).bytes(150_000).hex()  # 300 kB that permessage-deflate cannot shrink
@@ -173,16 +187,16 @@ def test_client_that_never_reads_is_cut_off_and_others_are_served(gateway, nats_
                                                                  json.dumps(msg).encode())))
             if seq % 10 == 0:
                 await asyncio.wrap_future(link.spawn(link.nc.flush()))
-        other = await _good_stream(gateway, "still-served")
+        other = await _good_stream(bus_gateway, "still-served")
         return ws, other
 
     try:
         ws, other = asyncio.run(go())
         assert other
         deadline = time.monotonic() + 20
-        while "cut off deaf" not in processes.log("gw") and time.monotonic() < deadline:
+        while "cut off deaf" not in processes.log("gateway") and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert "cut off deaf" in processes.log("gw")
+        assert "cut off deaf" in processes.log("gateway")
     finally:
         link.close()
 

@@ -1,0 +1,105 @@
+"""The body of ``emostream serve``: the page and the WebSocket protocol over the pipeline in this
+process (no bus); and the server settings it shares with ``emostream gateway``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from emostream.cli.run_cluster import run_until_stopped, say
+
+log = logging.getLogger(__name__)
+
+
+def server_config(args: argparse.Namespace):
+    """The WebSocket server's settings from ``cli.parser._server_flags``; ValueError or OSError (a bad
+    certificate is reported now, not at the first client) says what is wrong."""
+    from emostream.web.gateway import GatewayConfig
+
+    host, _, port = args.listen.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"--listen {args.listen!r}: HOST:PORT, e.g. 127.0.0.1:8765")
+    config = GatewayConfig(host=host.strip("[]") or "127.0.0.1", port=int(port),
+                           token=args.token or os.environ.get("EMOSTREAM_GATEWAY_TOKEN"), tls_cert=args.tls_cert,
+                           tls_key=args.tls_key, max_streams=args.max_streams, compression=args.ws_compression,
+                           allowed_origins=tuple(args.allow_origin))
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    config.ssl_context()
+    if config.host not in ("127.0.0.1", "localhost", "::1") and not config.token:
+        log.warning("listening on %s without --token: anyone who can reach it can stream", config.host)
+    return config
+
+
+def page_url(config, port: int) -> str:
+    host = config.host if config.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"{'https' if config.tls_cert else 'http'}://{host}:{port}/"
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from emostream.cli.listen import load_recognizer
+    from emostream.streaming.loop import LoopThread
+    from emostream.streaming.pipeline import Pipeline, PipelineConfig
+    from emostream.streaming.segmenter import SegmenterConfig
+    from emostream.web.feed import LocalResultFeed
+    from emostream.web.gateway import Gateway, GatewayHooks
+
+    try:
+        config = server_config(args)
+        pipeline_config = PipelineConfig(
+            segmenter=SegmenterConfig(partial_interval_s=args.partial_interval, end_silence_ms=args.end_silence_ms,
+                                      speculate_silence_ms=args.speculate_silence_ms),
+            max_pending=args.max_pending, status_interval_s=args.status_interval, role="serve")
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    except (ValueError, OSError) as exc:
+        say("serve", str(exc))
+        return 2
+    publisher = None
+    if args.publish:
+        from emostream.cli.run_cluster import curve_options
+        from emostream.sinks.publisher import Publisher, PublisherError
+
+        try:
+            publisher = Publisher(args.publish, curve=curve_options(args))
+        except (PublisherError, ValueError, OSError) as exc:
+            say("serve", str(exc))
+            return 2
+    say("serve", "loading models…")
+    try:
+        recognizer = load_recognizer(args)
+    except (RuntimeError, OSError, ValueError) as exc:
+        say("serve", f"cannot load the models: {exc}")
+        if publisher is not None:
+            publisher.close()
+        return 2
+    loop = LoopThread("serve")
+    try:
+        feed = LocalResultFeed(loop.loop)
+        gateway: Gateway | None = None
+        pipeline = Pipeline(recognizer, [], [feed], pipeline_config, publisher=publisher, open_ended=True,
+                            hooks=GatewayHooks(lambda: gateway.status()))  # the server exists before it runs
+        gateway = Gateway(config, feed, pipeline)
+        try:
+            loop.call(gateway.start())
+        except OSError as exc:
+            say("serve", f"cannot listen on {args.listen}: {exc.strerror or exc}")
+            return 2
+
+        def stop() -> None:
+            loop.call(gateway.shutdown(), timeout=config.result_wait_s + 15)
+            pipeline.stop()
+
+        url = page_url(config, gateway.port)
+        scheme = "wss" if config.tls_cert else "ws"
+        say("serve", f"open {url} in a browser (streams: {scheme}://{url.split('://', 1)[1]}v1/stream"
+                     + (f"; results also on {args.publish}" if args.publish else "") + ")")
+        run_until_stopped("serve", pipeline.run, stop)
+        return 0
+    finally:
+        loop.stop()
+        recognizer.close()
+        if publisher is not None:
+            publisher.close()
