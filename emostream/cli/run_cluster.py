@@ -104,7 +104,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
-    from emostream.cli.run_serve import page_url, server_config
+    from emostream.cli.run_serve import page_url, run_server, server_config
     from emostream.cluster.link import BusError
     from emostream.cluster.nats_queue import NatsWorkQueue
     from emostream.cluster.results import NatsResultFeed
@@ -137,22 +137,13 @@ def run_gateway(args: argparse.Namespace) -> int:
                             publisher=sink, queue=queue, open_ended=True,
                             hooks=GatewayHooks(lambda: gateway.status()))  # the gateway exists before it runs
         gateway = Gateway(config, NatsResultFeed(link), pipeline)
-        try:
-            link.call(gateway.start())
-        except OSError as exc:
-            say("gateway", f"cannot listen on {args.listen}: {exc.strerror or exc}")
-            return 2
-
-        def stop() -> None:
-            link.call(gateway.shutdown(), timeout=config.result_wait_s + 15)
-            pipeline.stop()
-
         scheme = "wss" if config.tls_cert else "ws"
-        say("gateway", f"{scheme}://{config.host}:{gateway.port}/v1/stream -> {args.nats} "
-                       f"(the page: {page_url(config, gateway.port)})")
-        run_until_stopped("gateway", pipeline.run, stop)
-        queue.close()  # what could not be sent by now is counted dropped
-        return 0
+        code = run_server("gateway", link, gateway, pipeline, args.listen,
+                          lambda port: f"{scheme}://{config.host}:{port}/v1/stream -> {args.nats} "
+                                       f"(the page: {page_url(config, port)})")
+        if code == 0:
+            queue.close()  # what could not be sent by now is counted dropped
+        return code
     finally:
         link.close()
 

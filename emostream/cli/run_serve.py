@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import Callable
 
 from emostream.cli.run_cluster import run_until_stopped, say
 
@@ -36,6 +37,24 @@ def page_url(config, port: int) -> str:
     host = config.host if config.host not in ("0.0.0.0", "::") else "127.0.0.1"
     host = f"[{host}]" if ":" in host else host
     return f"{'https' if config.tls_cert else 'http'}://{host}:{port}/"
+
+
+def run_server(command: str, loop, gateway, pipeline, listen: str, announce: Callable[[int], str]) -> int:
+    """Start the WebSocket server on ``loop`` (a ``LoopThread``: serve's own, or the NATS link), say
+    where, run the pipeline until a signal, then end every stream (last results, 1001) and stop."""
+    try:
+        loop.call(gateway.start())
+    except OSError as exc:
+        say(command, f"cannot listen on {listen}: {exc.strerror or exc}")
+        return 2
+
+    def stop() -> None:
+        loop.call(gateway.shutdown(), timeout=gateway.config.result_wait_s + 15)
+        pipeline.stop()
+
+    say(command, announce(gateway.port))
+    run_until_stopped(command, pipeline.run, stop)
+    return 0
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -82,22 +101,14 @@ def run_serve(args: argparse.Namespace) -> int:
         pipeline = Pipeline(recognizer, [], [feed], pipeline_config, publisher=publisher, open_ended=True,
                             hooks=GatewayHooks(lambda: gateway.status()))  # the server exists before it runs
         gateway = Gateway(config, feed, pipeline)
-        try:
-            loop.call(gateway.start())
-        except OSError as exc:
-            say("serve", f"cannot listen on {args.listen}: {exc.strerror or exc}")
-            return 2
 
-        def stop() -> None:
-            loop.call(gateway.shutdown(), timeout=config.result_wait_s + 15)
-            pipeline.stop()
+        def announce(port: int) -> str:
+            url = page_url(config, port)
+            scheme = "wss" if config.tls_cert else "ws"
+            return (f"open {url} in a browser (streams: {scheme}://{url.split('://', 1)[1]}v1/stream"
+                    + (f"; results also on {args.publish}" if args.publish else "") + ")")
 
-        url = page_url(config, gateway.port)
-        scheme = "wss" if config.tls_cert else "ws"
-        say("serve", f"open {url} in a browser (streams: {scheme}://{url.split('://', 1)[1]}v1/stream"
-                     + (f"; results also on {args.publish}" if args.publish else "") + ")")
-        run_until_stopped("serve", pipeline.run, stop)
-        return 0
+        return run_server("serve", loop, gateway, pipeline, args.listen, announce)
     finally:
         loop.stop()
         recognizer.close()
