@@ -137,10 +137,48 @@ class FrameDecoder(PcmDecoder):
         self.spec = spec
 
 
-class _Connection:
+class _Outbox:
+    """A client's messages on their way out, in order and bounded: a client that lets 512 pile up,
+    or reads nothing for ``send_timeout_s``, is cut off (its socket aborted, once), so it cannot hold
+    the server's memory or stall other clients. Streams and watchers alike."""
+
+    def __init__(self, gateway: Gateway, ws, who: str) -> None:
+        self.gateway, self.ws, self.who = gateway, ws, who
+        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=512)
+        self.cut_off = False
+
+    def queue_text(self, text: str | None) -> None:
+        """Queue a message; None ends ``send_loop`` once what came before it is sent."""
+        try:
+            self.outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            self.abort("its results piled up unread")
+
+    def abort(self, why: str) -> None:
+        if not self.cut_off:
+            self.cut_off = True
+            self.gateway.counters["cut_off"] += 1
+            log.warning("cut off %s: %s", self.who, why)
+            self.ws.transport.abort()
+
+    async def send_loop(self) -> None:
+        timeout = self.gateway.config.send_timeout_s
+        while (text := await self.outbox.get()) is not None:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.ws.send(text)
+            except TimeoutError:
+                self.abort(f"did not read its results for {timeout:g} s")
+                return
+            except Exception:  # closed under us
+                return
+
+
+class _Connection(_Outbox):
     def __init__(self, gateway: Gateway, ws, spec: StreamSpec) -> None:
-        self.gateway, self.ws, self.spec = gateway, ws, spec
+        self.spec = spec
         self.session = uuid.uuid4().hex[:12]
+        super().__init__(gateway, ws, f"{spec.stream_id} ({self.session})")
         peer = ws.remote_address[0] if ws.remote_address else "?"
         self.source = PushSource(spec.stream_id, f"ws {peer} ({spec.format}, {spec.rate} Hz, {spec.channels} ch)",
                                  gateway.config.max_buffered_s)
@@ -148,11 +186,9 @@ class _Connection:
         self.decoder = FrameDecoder(spec)
         self.order = ResultOrder(gateway.config.hold_s)
         self.agreement = LocalAgreement()
-        self.outbox: asyncio.Queue[str | None] = asyncio.Queue(maxsize=512)
         self.finals_sent = 0
         self.stop = asyncio.Event()  # the gateway is shutting down: leave the receive loop, finish up
         self.unsubscribe: Unsubscribe | None = None
-        self.cut_off = False
         self.retired = asyncio.Event()  # its source left the pipeline: the stream id is free again
 
     def deliver(self, message: dict[str, Any]) -> None:
@@ -174,33 +210,6 @@ class _Connection:
             else:
                 self.finals_sent += 1
             self.queue_text(json.dumps(m, separators=(",", ":"), ensure_ascii=False))
-
-    def queue_text(self, text: str | None) -> None:
-        try:
-            self.outbox.put_nowait(text)
-        except asyncio.QueueFull:
-            self.abort("its results piled up unread")
-
-    def abort(self, why: str) -> None:
-        if not self.cut_off:
-            self.cut_off = True
-            self.gateway.counters["cut_off"] += 1
-            log.warning("cut off %s (%s): %s", self.spec.stream_id, self.session, why)
-            self.ws.transport.abort()
-
-    async def send_loop(self) -> None:
-        while True:
-            text = await self.outbox.get()
-            if text is None:
-                return
-            try:
-                async with asyncio.timeout(self.gateway.config.send_timeout_s):
-                    await self.ws.send(text)
-            except TimeoutError:
-                self.abort(f"did not read its results for {self.gateway.config.send_timeout_s:g} s")
-                return
-            except Exception:  # closed under us
-                return
 
 
 class Gateway:
@@ -357,34 +366,18 @@ class Gateway:
         self._watching.add(ws)
         self.counters["watches"] += 1
         agreements: dict[Any, LocalAgreement] = {}
-        outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=512)
+        out = _Outbox(self, ws, f"a watcher of {stream_id}")
 
         def deliver(message: dict[str, Any]) -> None:
             if message.get("type") == "partial":
                 agreement = agreements.setdefault(message.get("session"), LocalAgreement())
                 message["stable"], message["unstable"] = agreement.update(message["seq"], message["transcript"])
-            try:
-                outbox.put_nowait(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
-            except asyncio.QueueFull:
-                self.counters["cut_off"] += 1
-                log.warning("cut off a watcher of %s: its results piled up unread", stream_id)
-                ws.transport.abort()
+            out.queue_text(json.dumps(message, separators=(",", ":"), ensure_ascii=False))
 
-        async def send_loop() -> None:
-            while True:
-                text = await outbox.get()
-                try:
-                    async with asyncio.timeout(self.config.send_timeout_s):
-                        await ws.send(text)
-                except TimeoutError:
-                    self.counters["cut_off"] += 1
-                    ws.transport.abort()
-                    return
-
+        out.queue_text(json.dumps({"type": "watching", "stream_id": stream_id}))  # first, before any result
         unsubscribe = await self.feed.subscribe(stream_id, deliver)
-        sender = asyncio.create_task(send_loop())
+        sender = asyncio.create_task(out.send_loop())
         try:
-            await ws.send(json.dumps({"type": "watching", "stream_id": stream_id}))
             async for _ in ws:  # nothing is expected from a watcher; this notices when it leaves
                 pass
         except ConnectionClosed:
