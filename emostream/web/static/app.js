@@ -263,7 +263,9 @@ function watch(streamId) {
     receive(message);
   };
   socket.onclose = async (event) => {
-    if (!session.watching) {
+    const watched = session.watching;
+    session.watching = false; // Stop on a later stream must end it ({"type":"end"}), not just close
+    if (!watched) {
       showError((await handshakeProblem('/v1/watch')) || CLOSE_WORDS[event.code] || `closed (${event.code})`);
     } else if (event.code !== 1000) {
       showError(`${CLOSE_WORDS[event.code] || 'closed'}${event.reason ? `: ${event.reason}` : ''}`);
