@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emostream.benchmarks.live import RATE, _stream, run_path
+from emostream.benchmarks.live import RATE, recording, run_path
 from emostream.benchmarks.runner import machine_info, ratio, summarize
 from emostream.benchmarks.streams import KEEP_UP_QUEUE_WAIT_P95_MS, KEEP_UP_RULE
 from emostream.benchmarks.utterances import bench_utterances, dialogue
@@ -113,7 +113,7 @@ async def _clients(url: str, audios: list[np.ndarray], prefix: str) -> list[tupl
 def _latency(cfg: ClusterBenchConfig, cluster: _Cluster, recognizer, utts) -> dict:
     from emostream.streaming.segmenter import SegmenterConfig
 
-    audio, regions = _stream(utts)
+    audio, regions = recording(utts)
     paths = {"in_process": SegmenterConfig(), "in_process_no_speculation": SegmenterConfig(speculate_silence_ms=0)}
     raw: dict[str, dict[str, list[float]]] = {k: {"vad_close_to_consumer": [], "speech_end_to_consumer": []}
                                               for k in (*paths, "cluster")}

@@ -69,7 +69,7 @@ def audible_span(samples: np.ndarray, floor_db: float = 35.0) -> tuple[int, int]
     return int(loud[0] * 160), int((loud[-1] + 1) * 160)
 
 
-def _stream(utts: list[BenchUtterance]) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+def recording(utts: list[BenchUtterance]) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """One recording; per utterance (region start, region end, audible start, audible end) in samples."""
     parts, regions, pos = [np.zeros(int(LEAD_S * RATE), np.float32)], [], int(LEAD_S * RATE)
     for u in utts:
@@ -84,7 +84,7 @@ def run_path(recognizer, utts: list[BenchUtterance], endpoint: str, segmenter) -
     from emostream.sinks.publisher import Publisher
     from emostream.streaming.pipeline import Pipeline, PipelineConfig
 
-    audio, regions = _stream(utts)
+    audio, regions = recording(utts)
     source, sink = PacedAudio("bench", audio), _Timed()
     pipeline = Pipeline(recognizer, [source], [sink], PipelineConfig(segmenter=segmenter), publisher=Publisher(endpoint))
     pipeline.run()

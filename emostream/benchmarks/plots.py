@@ -1,5 +1,5 @@
 """The benchmark's pictures: latency CDFs (per SEC backend; emostream vs baseline; live, streaming vs
-the 30 s window) and latency vs streams (partials on and off)."""
+the 30 s window; the page vs listen) and latency vs streams (partials on and off)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ def latency_cdf(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     live = results.get("live")
-    fig, axes = plt.subplots(1, 3 if live else 2, figsize=(16 if live else 11, 4))
+    page = results.get("page") if "raw_ms" in results.get("page", {}) else None
+    panels = 2 + bool(live) + bool(page)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
     a, b = axes[0], axes[1]
     for key, values in results["stages"]["raw_ms"].items():
         if key.startswith("sec["):
@@ -42,6 +44,12 @@ def latency_cdf(results: dict, path: Path) -> None:
             _cdf(c, live["raw_ms"][name]["speech_end_to_publish"], f"{label.split(' (')[0].split(',')[0]}: speech end →")
         c.set_title("live, real-time pace: VAD close (or speech end) → published")
         c.set_xlabel("ms")
+    if page:
+        d = axes[-1]
+        _cdf(d, page["raw_ms"]["page"], "page in Chromium: painted")
+        _cdf(d, page["raw_ms"]["listen"], "listen: published")
+        d.set_title("end of speech → result, same recording")
+        d.set_xlabel("ms")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")

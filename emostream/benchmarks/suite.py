@@ -7,8 +7,9 @@
 Sections: (1) per-stage latency per SEC backend, (2) per-utterance latency: concurrent vs
 sequential branches vs the RealtimeSTT-style baseline, (3) live: the utterances fed through the
 segmenter at real-time pace, the streaming path (real-length ASR, speculative finals, partials)
-against the 30 s-window path, plus each ASR path's WER, (4) real-time streams until the machine
-stops keeping up, partials on and off, (5) real-time factor and peak memory. Warm-up runs are
+against the 30 s-window path, plus each ASR path's WER, (4) the page: the same recording spoken into
+Chromium against ``listen``'s path, end of speech -> result, and the browser's CPU, (5) real-time
+streams until the machine stops keeping up, partials on and off, (6) real-time factor and peak memory. Warm-up runs are
 excluded; repetitions are in the JSON ``config``.
 """
 
@@ -40,6 +41,7 @@ class BenchConfig:
     max_streams: int = 8
     stream_sentences: int = 8
     live_repeats: int = 2
+    page: bool = True  # needs Chromium and Playwright; skipped with the reason when absent
 
     @classmethod
     def quick_config(cls, **kw) -> BenchConfig:
@@ -71,7 +73,7 @@ def references(utts) -> dict[str, str]:
 
 
 def run_bench(cfg: BenchConfig) -> dict:
-    from emostream.benchmarks import live, plots, stages, streams
+    from emostream.benchmarks import live, page, plots, stages, streams
     from emostream.benchmarks.runner import gpu_memory_mb, machine_info, peak_rss_mb
     from emostream.benchmarks.utterances import bench_utterances
     from emostream.engine.asr import ASRConfig
@@ -99,7 +101,7 @@ def run_bench(cfg: BenchConfig) -> dict:
                            "the warm-up"},
     }
 
-    _say(f"[1/4] per-stage latency: {len(utts)} utterances × {cfg.repeats} runs per backend…")
+    _say(f"[1/5] per-stage latency: {len(utts)} utterances × {cfg.repeats} runs per backend…")
     done = itertools.count(1)
     results["stages"] = stages.stage_latency(
         recognizer, utts, list(cfg.backends), sec_threads, cfg.warmup, cfg.repeats,
@@ -107,19 +109,33 @@ def run_bench(cfg: BenchConfig) -> dict:
     for name, why in results["stages"]["sec_backends_skipped"].items():
         _say(f"      SEC backend {name} skipped: {why}")
 
-    _say(f"[2/4] per-utterance latency, emostream vs sequential vs baseline: {len(utts)} × {cfg.repeats}…")
+    _say(f"[2/5] per-utterance latency, emostream vs sequential vs baseline: {len(utts)} × {cfg.repeats}…")
     done = itertools.count(1)
     results["utterances"] = stages.utterance_latency(
         recognizer, utts, next(endpoints), cfg.warmup, cfg.repeats,
         progress=lambda: _say(f"      utterance {next(done)}/{len(utts)}"))
 
-    _say(f"[3/4] live: {len(utts)} utterances at real-time pace through the segmenter, streaming path vs "
+    _say(f"[3/5] live: {len(utts)} utterances at real-time pace through the segmenter, streaming path vs "
          f"30 s window, × {cfg.live_repeats}…")
     results["live"] = live.live_latency(
         recognizer, utts, endpoints, cfg.live_repeats,
         progress=lambda name, rep, r: _say(f"      {name}: {r['finals']} finals, {r['partials']} partials, "
                                            f"{r['speculated']} speculative finals used"))
     results["live"]["asr_paths"] = live.asr_paths(recognizer, utts, references(utts))
+
+    if cfg.page:
+        _say(f"[4/5] the page: the same {len(utts)} utterances spoken into Chromium (fake microphone) vs listen, "
+             f"× {cfg.live_repeats}…")
+        results["page"] = page.page_latency(
+            recognizer, utts, endpoints, cfg.live_repeats,
+            progress=lambda rep, r, shown: _say(f"      page: {r['finals']} finals ({r['listen_finals']} via listen), "
+                                                f"{len(shown)} of {r['spoken']} timed; browser CPU idle "
+                                                f"{r['browser_cpu']['idle']['percent_of_one_core']} %, streaming "
+                                                f"{r['browser_cpu']['streaming']['percent_of_one_core']} % of a core"))
+        if "skipped" in results["page"]:
+            _say(f"      skipped: {results['page']['skipped']}")
+    else:
+        results["page"] = {"skipped": "--no-page"}
 
     def scaled(r) -> None:
         _say(f"      {r['streams']} stream(s){'' if r['concurrent_branches'] else ', sequential'}, partials "
@@ -128,7 +144,7 @@ def run_bench(cfg: BenchConfig) -> dict:
              f"p95 {r['latency_ms'].get('vad_close_to_publish', {}).get('p95', float('nan')):.0f} ms"
              f"{'' if r['keeps_up'] else ' — falls behind'}")
 
-    _say(f"[4/4] real-time streams (1, 2, 4 … ≤ {cfg.max_streams}), {cfg.stream_sentences} sentences each, "
+    _say(f"[5/5] real-time streams (1, 2, 4 … ≤ {cfg.max_streams}), {cfg.stream_sentences} sentences each, "
          f"partials on, then off…")
     results["streams"] = streams.stream_scaling(recognizer, cfg.max_streams, cfg.stream_sentences, endpoints,
                                                 progress=lambda n, r: scaled(r))
@@ -191,6 +207,19 @@ def print_summary(results: dict, out: Path) -> None:
         for k, v in lv["asr_paths"].items():
             print(f"  ASR {k:4s} window: WER {v['wer']} on {v['n']} utterances, short window not trusted "
                   f"{v['short_window_not_trusted_before_fallback']}, loops dropped {v['loops_dropped_not_published']}")
+    pg = results.get("page", {})
+    if "skipped" in pg:
+        print(f"page: not run ({pg['skipped']})")
+    elif pg:
+        print("page vs listen, end of speech -> result (ms)        median      p95")
+        for k, label in (("page", "page (painted in Chromium)"), ("listen", "listen (published)")):
+            v = pg["speech_end_to_result_ms"][k]
+            print(f"  {label:46s} {v.get('median', float('nan')):8.1f} {v.get('p95', float('nan')):8.1f}")
+        r = pg["page_over_listen"]
+        idle = [run["browser_cpu"]["idle"]["percent_of_one_core"] for run in pg["runs"]]
+        busy = [run["browser_cpu"]["streaming"]["percent_of_one_core"] for run in pg["runs"]]
+        print(f"  page / listen: median {r.get('median', float('nan')):.3f}, p95 {r.get('p95', float('nan')):.3f}; "
+              f"browser CPU (% of one core) idle {max(idle):.1f}, streaming {max(busy):.1f} (worst run)")
     print("real-time streams            published  dropped   median ms   p95 ms   keeps up")
     for r in sm["runs"] + [sm["sequential_single_stream"]]:
         lat = r["latency_ms"].get("vad_close_to_publish", {})

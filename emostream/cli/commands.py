@@ -178,6 +178,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         name, failures = "bench", (BundleError, RuntimeError, OSError)
         kw["sec_backend"] = args.sec_backend
+        kw["page"] = not args.no_page
     cfg = Config.quick_config(**kw) if args.quick else Config(**kw)
     if args.max_streams is not None:
         cfg.max_streams = args.max_streams

@@ -376,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=_threads(), help="CPU threads (ASR all, SEC/text half, as listen)")
     p.add_argument("--sec-backend", default="auto", choices=BACKENDS, help="SEC backend for the pipeline sections")
     p.add_argument("--max-streams", type=int, default=None, help="stop the stream scaling here (default 4 quick, 8)")
+    p.add_argument("--no-page", action="store_true",
+                   help="skip the page section (Chromium with a WAV as its microphone against listen; it is skipped "
+                        "with the reason anyway where Chromium or Playwright is missing)")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), default=None,
                    help="print new/old ratios of every median/p95/p99 in two results.json files, run nothing")
     p.add_argument("--cluster", action="store_true",

@@ -104,7 +104,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_gateway(args: argparse.Namespace) -> int:
-    from emostream.cli.run_serve import page_url, run_server, server_config
+    from emostream.cli.run_serve import run_server, server_config
     from emostream.cluster.link import BusError
     from emostream.cluster.nats_queue import NatsWorkQueue
     from emostream.cluster.results import NatsResultFeed
@@ -140,7 +140,7 @@ def run_gateway(args: argparse.Namespace) -> int:
         scheme = "wss" if config.tls_cert else "ws"
         code = run_server("gateway", link, gateway, pipeline, args.listen,
                           lambda port: f"{scheme}://{config.host}:{port}/v1/stream -> {args.nats} "
-                                       f"(the page: {page_url(config, port)})")
+                                       f"(the page: {config.page_url(port)})")
         if code == 0:
             queue.close()  # what could not be sent by now is counted dropped
         return code

@@ -33,12 +33,6 @@ def server_config(args: argparse.Namespace):
     return config
 
 
-def page_url(config, port: int) -> str:
-    host = config.host if config.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    host = f"[{host}]" if ":" in host else host
-    return f"{'https' if config.tls_cert else 'http'}://{host}:{port}/"
-
-
 def run_server(command: str, loop, gateway, pipeline, listen: str, announce: Callable[[int], str]) -> int:
     """Start the WebSocket server on ``loop`` (a ``LoopThread``: serve's own, or the NATS link), say
     where, run the pipeline until a signal, then end every stream (last results, 1001) and stop."""
@@ -59,11 +53,9 @@ def run_server(command: str, loop, gateway, pipeline, listen: str, announce: Cal
 
 def run_serve(args: argparse.Namespace) -> int:
     from emostream.cli.listen import load_recognizer
-    from emostream.streaming.loop import LoopThread
-    from emostream.streaming.pipeline import Pipeline, PipelineConfig
+    from emostream.streaming.pipeline import PipelineConfig
     from emostream.streaming.segmenter import SegmenterConfig
-    from emostream.web.feed import LocalResultFeed
-    from emostream.web.gateway import Gateway, GatewayHooks
+    from emostream.web.local import LocalServer
 
     try:
         config = server_config(args)
@@ -94,23 +86,19 @@ def run_serve(args: argparse.Namespace) -> int:
         if publisher is not None:
             publisher.close()
         return 2
-    loop = LoopThread("serve")
     try:
-        feed = LocalResultFeed(loop.loop)
-        gateway: Gateway | None = None
-        pipeline = Pipeline(recognizer, [], [feed], pipeline_config, publisher=publisher, open_ended=True,
-                            hooks=GatewayHooks(lambda: gateway.status()))  # the server exists before it runs
-        gateway = Gateway(config, feed, pipeline)
+        server = LocalServer(recognizer, config, pipeline_config, publisher=publisher)
+        try:
+            def announce(port: int) -> str:
+                url = config.page_url(port)
+                scheme = "wss" if config.tls_cert else "ws"
+                return (f"open {url} in a browser (streams: {scheme}://{url.split('://', 1)[1]}v1/stream"
+                        + (f"; results also on {args.publish}" if args.publish else "") + ")")
 
-        def announce(port: int) -> str:
-            url = page_url(config, port)
-            scheme = "wss" if config.tls_cert else "ws"
-            return (f"open {url} in a browser (streams: {scheme}://{url.split('://', 1)[1]}v1/stream"
-                    + (f"; results also on {args.publish}" if args.publish else "") + ")")
-
-        return run_server("serve", loop, gateway, pipeline, args.listen, announce)
+            return run_server("serve", server.loop, server.gateway, server.pipeline, args.listen, announce)
+        finally:
+            server.close()
     finally:
-        loop.stop()
         recognizer.close()
         if publisher is not None:
             publisher.close()

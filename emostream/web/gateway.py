@@ -85,6 +85,12 @@ class GatewayConfig:
         ctx.load_cert_chain(self.tls_cert, self.tls_key)
         return ctx
 
+    def page_url(self, port: int) -> str:
+        """Where a browser on this machine opens the page (a wildcard address is reached on loopback)."""
+        host = self.host if self.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.tls_cert else 'http'}://{host}:{port}/"
+
 
 class GatewayHooks(PipelineHooks):
     """The server's connections in the pipeline's status (given the server's ``status``)."""

@@ -78,3 +78,20 @@ def test_compare_mode_prints_ratios(tiny_results, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "emostream.cli.main", "bench", "--compare", "nope.json",
                               str(out / "results.json")], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "no such results file: nope.json" in missing.stderr
+
+
+def test_page_section_times_the_page_against_listen(tiny_results):
+    from services import unavailable
+
+    page = tiny_results[0]["page"]
+    if "skipped" in page:
+        unavailable(page["skipped"])
+    timed = page["speech_end_to_result_ms"]
+    assert timed["page"]["n"] >= 2 and timed["listen"]["n"] >= 2, timed
+    assert 0 < timed["page"]["median"] < 5000 and page["page_over_listen"]["median"] > 0
+    run = page["runs"][0]
+    assert run["finals"] >= 2 and 0 <= run["lost_lead_ms"] < 500
+    assert run["granted"]["autoGainControl"] is False and run["granted"]["echoCancellation"] is False
+    cpu = run["browser_cpu"]
+    assert cpu["streaming"]["percent_of_one_core"] > 0 and cpu["idle"]["percent_of_one_core"] >= 0
+    assert "renderer" in cpu["streaming"]["by_process"]

@@ -1,12 +1,9 @@
 """The tests use the package's local-cluster helpers (emostream.cluster.local)."""
 
-import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
-from services import unavailable
+from services import self_signed_cert
 
 from emostream.cluster.local import NatsServer, Processes, free_port, nats_cluster, nats_server_binary, wait_port
 from emostream.streaming.frames import Utterance
@@ -21,14 +18,3 @@ def make_utterance(seq: int, sid: str = "s", age_s: float = 0.0, n: int = 8000) 
     return Utterance(stream_id=sid, seq=seq, start_s=seq * 1.0, end_s=seq * 1.0 + n / 16000,
                      samples=(0.1 * rng.standard_normal(n)).astype(np.float32), closed_wall=time.time() - age_s,
                      closed_perf=time.perf_counter() - age_s)
-
-
-def self_signed_cert(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key (openssl), or the test is skipped with the reason."""
-    if not shutil.which("openssl"):
-        unavailable("openssl not installed (needed to make a test certificate)")
-    cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key

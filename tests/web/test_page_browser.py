@@ -10,35 +10,28 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from services import unavailable
+from services import self_signed_cert, unavailable
 
+from emostream.benchmarks import page as browser_page
 from emostream.cluster.local import Processes, free_port
 
 pytestmark = pytest.mark.slow  # a browser and a model-loading server
 
-CHROMIUM = os.environ.get("EMOSTREAM_CHROMIUM", "/usr/lib/chromium/chromium")
 TOKEN = "browser-test-token"
-
-
-def _chromium_args(wav: Path) -> list[str]:
-    return ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={wav}%noloop", "--autoplay-policy=no-user-gesture-required"]
 
 
 @pytest.fixture(scope="module")
 def playwright():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright is not installed (pip install -e '.[test]')")
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium; .ci/run does)")
+    why = browser_page.unavailable()
+    if why:
+        unavailable(f"{why}; .ci/run installs both")
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         yield p
 
@@ -69,9 +62,6 @@ def microphone_wav(tmp_path_factory, dialogue) -> Path:
     return path
 
 
-def _launch(playwright, wav: Path):
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    return playwright.chromium.launch(executable_path=executable, args=_chromium_args(wav))
 
 
 def test_spoken_sentences_become_finals_on_the_page_and_the_timeline(playwright, server, microphone_wav, dialogue,
@@ -81,7 +71,7 @@ def test_spoken_sentences_become_finals_on_the_page_and_the_timeline(playwright,
 
     host, _ = server
     n = len(dialogue.sentences)
-    browser = _launch(playwright, microphone_wav)
+    browser = browser_page.launch(playwright, microphone_wav)
     try:
         watcher = browser.new_page()
         watcher.goto(f"http://{host}/?watch=desk&token={TOKEN}")
@@ -100,6 +90,8 @@ def test_spoken_sentences_become_finals_on_the_page_and_the_timeline(playwright,
             granted: window.emostream.granted, contextRate: window.emostream.contextRate,
             summary: window.emostream.summary,
             points: document.getElementById('timeline').dataset.finals,
+            sent_rms: window.emostream.sent.map(f => f.rms), sent_at: window.emostream.sent.map(f => f.at),
+            shown: window.emostream.shown,
             rows: document.querySelectorAll('#finals tr').length,
             state: document.getElementById('connection').textContent})""")
         if os.environ.get("EMOSTREAM_PAGE_SCREENSHOT"):  # docs/page.png is made this way
@@ -121,13 +113,24 @@ def test_spoken_sentences_become_finals_on_the_page_and_the_timeline(playwright,
     assert seen["granted"]["echoCancellation"] is False and seen["granted"]["autoGainControl"] is False
     assert seen["contextRate"] in (16000, 44100, 48000)
     assert watched == list(range(1, n + 1))
+    # the bench's clock (emostream.benchmarks.page): the WAV's envelope lines up with what the page sent
+    # (the lost lead is under the 0.5 s of silence), and each sentence's end -> its final painted
+    lead = 8000  # the microphone WAV's 0.5 s of silence
+    mic = np.concatenate([np.zeros(lead, np.float32), dialogue.audio])
+    run = browser_page.PageRun(np.array(seen["sent_at"]), np.array(seen["sent_rms"]), 0, seen["shown"], [], {}, {}, {})
+    lag = browser_page.frame_lag(mic, run.sent_rms)
+    assert 0 <= lag < 25, lag
+    starts = [int(a * 16000) + lead for a, _ in dialogue.spans] + [len(mic)]
+    regions = [(starts[i], starts[i + 1], starts[i], int(b * 16000) + lead) for i, (_, b) in enumerate(dialogue.spans)]
+    felt = browser_page.speech_end_to_shown(run, regions, lag)
+    assert len(felt) == n and all(0 < ms < 10_000 for ms in felt), felt
 
 
 def test_a_wrong_token_and_an_overload_are_said_in_words(playwright, server, microphone_wav, tmp_path_factory):
     from websockets.sync.client import connect  # Playwright's sync API may not run inside an asyncio loop
 
     host, _ = server
-    browser = _launch(playwright, microphone_wav)
+    browser = browser_page.launch(playwright, microphone_wav)
     procs = Processes(tmp_path_factory.mktemp("full-logs"))
     try:
         page = browser.new_page()
@@ -149,3 +152,69 @@ def test_a_wrong_token_and_an_overload_are_said_in_words(playwright, server, mic
     finally:
         browser.close()
         procs.stop_all()
+
+
+LAYOUT_JS = """() => {
+    const width = document.documentElement.clientWidth;
+    const outside = [...document.querySelectorAll('button, input, label, summary, canvas, h1, h2, table, p')]
+        .filter(e => { const r = e.getBoundingClientRect(); return r.width > 0 && (r.right > width + 1 || r.left < -1); })
+        .map(e => e.id || e.tagName);
+    return {width, scrollWidth: document.documentElement.scrollWidth, outside};
+}"""
+
+CONTRAST_JS = """() => {
+    const channel = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    const luminance = c => { const [r, g, b] = c.match(/[0-9.]+/g).slice(0, 3).map(Number).map(channel);
+                             return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+    const background = e => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;
+                                if (c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') return c; }
+                              return 'rgb(255, 255, 255)'; };
+    const ratio = e => { const a = luminance(getComputedStyle(e).color), b = luminance(background(e));
+                         return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); };
+    const out = {};
+    for (const sel of ['h1', 'h2', '#connection', '.muted', '#unstable', '#error', '#start', 'label', 'summary', 'th'])
+        out[sel] = ratio(document.querySelector(sel));
+    return out;
+}"""
+
+
+def test_keyboard_narrow_window_contrast_and_tls(playwright, microphone_wav, tmp_path_factory):
+    """Over https (a secure context on any host, as the README says to use beyond localhost): the
+    controls are reached and pressed with the keyboard alone, nothing spills out of a 1280x800 or a
+    390 px window, and text meets WCAG AA contrast (4.5:1)."""
+    cert, key = self_signed_cert(tmp_path_factory.mktemp("tls"))
+    procs = Processes(tmp_path_factory.mktemp("tls-logs"))
+    browser = browser_page.launch(playwright, microphone_wav)
+    try:
+        host = _serve(procs, "tls", "--tls-cert", str(cert), "--tls-key", str(key))
+        page = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 800}).new_page()
+        page.goto(f"https://{host}/?token={TOKEN}&stream_id=keys")
+        contrast = page.evaluate(CONTRAST_JS)
+        order = []
+        for _ in range(10):
+            page.keyboard.press("Tab")
+            order.append(page.evaluate("() => document.activeElement.id || document.activeElement.tagName"))
+            if order[-1] == "start":
+                break
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => window.emostream.finals.length >= 1", timeout=60_000)
+        page.keyboard.press("Tab")
+        after_start = page.evaluate("() => document.activeElement.id")
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => window.emostream.summary !== null", timeout=30_000)
+        state = page.locator("#connection").text_content()
+        layout = {}
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 800})
+            layout[width] = page.evaluate(LAYOUT_JS)
+        secure = page.evaluate("() => window.isSecureContext")
+    finally:
+        browser.close()
+        procs.stop_all()
+
+    assert order == ["start"], order  # the first stop of Tab
+    assert after_start == "stop", after_start  # Start greys out; Tab goes on to Stop
+    assert "stream ended" in state and secure
+    for width, seen in layout.items():
+        assert seen["scrollWidth"] <= seen["width"] and not seen["outside"], (width, seen)
+    assert all(r >= 4.5 for r in contrast.values()), contrast

@@ -19,7 +19,11 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
 // Everything the page received, for the timeline, the download and tests (window.emostream).
-const session = { finals: [], partials: new Map(), messages: [], latencies: [], summary: null, sent: [] };
+// sent: one entry per 20 ms frame (its end in stream time, when it left, loudness), the last MAX_SENT;
+// shown: per final, when it arrived and when the frame that draws it was painted (the felt latency).
+const session = { finals: [], partials: new Map(), messages: [], latencies: [], summary: null, sent: [], sentDropped: 0,
+  shown: [] };
+const MAX_SENT = 90000; // 30 min of frames
 window.emostream = session;
 
 let ws = null;
@@ -70,11 +74,17 @@ function setRunning(running) {
 function sendFrame(frame) {
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
   let peak = 0;
-  for (let i = 0; i < frame.length; i++) peak = Math.max(peak, Math.abs(frame[i]));
+  let energy = 0;
+  for (let i = 0; i < frame.length; i++) {
+    peak = Math.max(peak, Math.abs(frame[i]));
+    energy += frame[i] * frame[i];
+  }
   const now = performance.now();
   if (framesSent === 0) startedAt = now;
   framesSent += 1;
-  session.sent.push({ end_s: (framesSent * FRAME_SAMPLES) / TARGET_RATE, at: now, loud: peak / 32768 > LOUD });
+  if (session.sent.length >= MAX_SENT) session.sentDropped += session.sent.splice(0, MAX_SENT / 10).length;
+  session.sent.push({ end_s: (framesSent * FRAME_SAMPLES) / TARGET_RATE, at: now, loud: peak / 32768 > LOUD,
+    rms: Math.sqrt(energy / frame.length) / 32768 });
   ws.send(frame.buffer.byteLength === frame.length * 2 ? frame.buffer : frame.slice().buffer);
 }
 
@@ -84,6 +94,7 @@ function openStream() {
     $('stream-id').value = streamId;
     framesSent = 0;
     session.sent = [];
+    session.sentDropped = 0;
     ws = new WebSocket(wsUrl('/v1/stream'));
     ws.binaryType = 'arraybuffer';
     let ready = false;
@@ -124,8 +135,10 @@ function openStream() {
 
 async function startMicrophone() {
   showError('');
-  const constraints = { audio: { echoCancellation: $('echo').checked, noiseSuppression: false,
-    autoGainControl: false, channelCount: 1 } };
+  // The browser's voice processing reshapes the loudness and voice quality the SEC branch reads: off
+  // unless asked for (echo cancellation helps with loudspeakers and no headset).
+  const constraints = { audio: { echoCancellation: $('echo').checked, noiseSuppression: $('noise').checked,
+    autoGainControl: $('gain').checked, channelCount: 1 } };
   let stream;
   try {
     stream = await navigator.mediaDevices.getUserMedia(constraints);
@@ -290,6 +303,7 @@ function receive(message) {
   } else if (message.type === 'emotion') {
     if (session.finals.some((f) => key(f) === key(message))) return; // a cluster may repeat one
     session.partials.delete(key(message));
+    const receivedAt = performance.now();
     message.latency_ms = feltLatency(message);
     if (message.latency_ms !== null) session.latencies.push(message.latency_ms);
     session.finals.push(message);
@@ -301,6 +315,10 @@ function receive(message) {
     $('now-confidence').textContent = `${(100 * message.confidence).toFixed(0)} % sure`;
     $('latency').textContent = message.latency_ms === null ? '—' : `${Math.round(message.latency_ms)} ms`;
     addRow(message);
+    const shown = { seq: message.seq, session: message.session, end_s: message.utterance.end_s,
+      received_at: receivedAt, shown_at: null };
+    session.shown.push(shown);
+    requestAnimationFrame(() => { shown.shown_at = performance.now(); });
   } else if (message.type === 'end') {
     session.summary = message;
     const lost = message.dropped + message.failed + message.missing;
@@ -435,6 +453,9 @@ $('watch').addEventListener('click', () => {
 });
 $('download').addEventListener('click', download);
 if (params.get('token')) $('token').value = params.get('token');
+for (const [param, id] of [['ec', 'echo'], ['ns', 'noise'], ['agc', 'gain']]) {
+  if (params.has(param)) $(id).checked = params.get(param) === '1';
+}
 if (params.get('stream_id')) $('stream-id').value = params.get('stream_id');
 legend();
 draw();
