@@ -17,7 +17,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 EMOTION_SCHEMA_ID = "urn:emostream:schema:emotion:1"
 STATUS_SCHEMA_ID = "urn:emostream:schema:status:1"
 PARTIAL_SCHEMA_ID = "urn:emostream:schema:partial:1"
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 EMOTION_TOPIC_PREFIX = "emotion."
 PARTIAL_TOPIC_PREFIX = "partial."
 STATUS_TOPIC = "status"
@@ -99,7 +99,7 @@ def partial_message(audio_so_far, result, stable: str, unstable: str, timings_ms
 
 def emotion_message(utterance, result, timings_ms: dict[str, float], published_at: float,
                     asr_context: str = "full", speculated: bool = False,
-                    worker: dict[str, Any] | None = None) -> dict[str, Any]:
+                    worker: dict[str, Any] | None = None, batch: int = 1) -> dict[str, Any]:
     """Utterance (streaming.frames) + EmotionResult (engine.recognizer) -> emotion message."""
     return {
         "schema": EMOTION_SCHEMA_ID, "schema_version": SCHEMA_VERSION, "type": "emotion", "final": True,
@@ -112,7 +112,7 @@ def emotion_message(utterance, result, timings_ms: dict[str, float], published_a
         **_emotion_fields(result),
         "transcript": result.transcript, "asr_confidence": round(result.asr_confidence, 4),
         "asr_context": asr_context, "model_ids": dict(result.model_ids),
-        "timings_ms": _timings(timings_ms), "speculated": speculated,
+        "timings_ms": _timings(timings_ms), "speculated": speculated, "batch": batch,
         **({"worker": worker} if worker else {}),
         "published_at": published_at,
     }

@@ -201,6 +201,48 @@ class NatsWorkQueue:
             time.sleep(0.2)
             return None
 
+    def get_batch(self, limit: int, timeout: float | None = None) -> list[Utterance | SpeechEvent]:
+        """What ``get`` returns, then what else the bus has ready now, up to ``limit``: finals
+        first, then partial snapshots. Each final is held, and acked, on its own."""
+        if self._closed:
+            time.sleep(timeout or 0)
+            return []
+        try:
+            return self.link.call(self._get_batch(threading.get_ident(), timeout or 0.5, limit),
+                                  timeout=(timeout or 0.5) + 10)
+        except Exception as exc:  # the bus is away: the fetch loop keeps trying
+            log.debug("fetch: %s", exc)
+            time.sleep(0.2)
+            return []
+
+    async def _get_batch(self, key: int, timeout: float, limit: int) -> list[Utterance | SpeechEvent]:
+        first = await self._get(key, timeout)
+        if first is None:
+            return []
+        batch = [first]
+        finals, early = await self._subscriptions(key)
+        if isinstance(first, Utterance):  # no final waits when a partial came first
+            for msg in await self._fetch_ready(finals, limit - len(batch)):
+                utterance = await self._take_final(msg)
+                if utterance is not None:
+                    batch.append(utterance)
+        if early is not None:
+            for msg in await self._fetch_ready(early, limit - len(batch)):
+                event = await self._take_partial(msg)
+                if event is not None:
+                    batch.append(event)
+        return batch
+
+    @staticmethod
+    async def _fetch_ready(sub, n: int) -> list:
+        """Up to ``n`` messages the server has now (nats-py asks with no_wait first)."""
+        if n <= 0:
+            return []
+        try:
+            return await sub.fetch(batch=n, timeout=0.05)
+        except asyncio.TimeoutError:
+            return []
+
     async def _get(self, key: int, timeout: float) -> Utterance | SpeechEvent | None:
         finals, early = await self._subscriptions(key)
         while True:
@@ -321,6 +363,9 @@ class NatsWorkQueue:
             return self._outbox.qsize()
         with self._lock:
             return len(self._held)
+
+    def backlog(self) -> int:
+        return len(self)
 
     def stats(self) -> dict[str, Any]:
         return {"depth": len(self), "capacity": self.capacity, "dropped": self.dropped,

@@ -152,29 +152,37 @@ class SpeechRecognizer:
     close = release
 
     def transcribe_many(self, waveforms: list[np.ndarray], batch_size: int = 8) -> list[Transcript]:
-        """What ``transcribe`` returns for each waveform, for offline work: utterances whose real
-        window is the shortest one (``min_window_s``) decode in batches of ``batch_size``; a greedy
-        decode in a batch is the decode alone token for token, and a batch's longer token cap only
-        lets a runaway run further (it is judged against its own cap). A batched decode not trusted
-        goes straight to the full window (alone it would fail the same way); everything else goes
-        through ``transcribe``."""
+        """What ``transcribe`` returns for each waveform, for offline work, ``batch_size`` at a time."""
+        out: list[Transcript] = []
+        for k in range(0, len(waveforms), batch_size):
+            out += self.transcribe_batch(waveforms[k:k + batch_size])
+        return out
+
+    def transcribe_batch(self, waveforms: list[np.ndarray], partial: list[bool] | None = None
+                         ) -> list[Transcript | None]:
+        """``transcribe`` (or ``transcribe_partial`` where ``partial``) of each waveform, decoded
+        together where they can be: utterances whose real window has the same length (every one
+        under ``min_window_s - margin_s``: 7.44 s by default) share one CTranslate2 batch. A greedy
+        decode in a batch is the decode alone token for token (same features, same prompt), and a
+        batch's longer token cap only lets a runaway run further: each is judged against its own
+        cap. A decode not trusted goes to the full window alone (a final) or is None (a partial)."""
         waves = [np.asarray(w, dtype=np.float32) for w in waveforms]
+        partial = list(partial) if partial is not None else [False] * len(waves)
         out: list[Transcript | None] = [None] * len(waves)
-        shortest = int(self.config.min_window_s * SAMPLE_RATE)
-        batchable = [i for i, w in enumerate(waves)
-                     if self.config.context == "real" and int(self._real_window_s(w) * SAMPLE_RATE) == shortest]
-        for k in range(0, len(batchable), batch_size):
-            idx = batchable[k:k + batch_size]
+        groups: dict[int, list[int]] = {}
+        for i, w in enumerate(waves):
+            window_s = self._real_window_s(w)
+            if (self.config.context == "real" or partial[i]) and window_s < 30.0:
+                groups.setdefault(int(window_s * SAMPLE_RATE), []).append(i)
+            elif not partial[i]:
+                out[i] = self._transcribe_full(w)
+        for idx in groups.values():
             for i, result in zip(idx, self._decode_real([waves[i] for i in idx])):
-                out[i] = result if result is not None else self._full_after_real(waves[i])
-        return [t if t is not None else self.transcribe(w) for t, w in zip(out, waves)]
+                out[i] = result if result is not None or partial[i] else self._full_after_real(waves[i])
+        return out
 
     def transcribe(self, waveform: np.ndarray) -> Transcript:
-        waveform = np.asarray(waveform, dtype=np.float32)
-        if self.config.context == "real" and self._real_window_s(waveform) < 30.0:
-            result = self._transcribe_real(waveform)
-            return result if result is not None else self._full_after_real(waveform)
-        return self._transcribe_full(waveform)
+        return self.transcribe_batch([waveform])[0]
 
     def _full_after_real(self, waveform: np.ndarray) -> Transcript:
         log.debug("short-window decode not trusted (runaway or maybe no speech) on a %.1f s utterance: "
@@ -185,19 +193,11 @@ class SpeechRecognizer:
         """The audio so far of an utterance still being spoken: always the short window (a 30 s
         decode per partial would cost more than the partials are worth), never the fallback; None
         when that decode is not trusted, and the caller skips this partial."""
-        waveform = np.asarray(waveform, dtype=np.float32)
-        if self._real_window_s(waveform) >= 30.0:
-            return None
-        return self._transcribe_real(waveform)
+        return self.transcribe_batch([waveform], [True])[0]
 
     def _real_window_s(self, waveform: np.ndarray) -> float:
         seconds = len(waveform) / SAMPLE_RATE
         return max(seconds + self.config.margin_s, self.config.min_window_s)
-
-    def _transcribe_real(self, waveform: np.ndarray) -> Transcript | None:
-        """The utterance + zeros up to the real window, decoded once; None when the decode ran away
-        or may be no speech at all (both are left to the full window)."""
-        return self._decode_real([waveform])[0]
 
     def _decode_real(self, waveforms: list[np.ndarray]) -> list[Transcript | None]:
         """Real-window decodes of waveforms that share one window length, in one batch."""

@@ -26,7 +26,7 @@ from emostream.engine.fusion.searched import BUNDLE_PARTS_READ, load_cell
 from emostream.engine.sec import SECModel, whisper_sec
 from emostream.engine.text import TextEncoder, TextHead
 from emostream.labels import LABELS
-from emostream.streaming.audio import SAMPLE_RATE, validate_waveform
+from emostream.streaming.audio import SAMPLE_RATE, AudioError, validate_waveform
 from emostream.streaming.segmenter import trim_to_speech
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class Recognition:
     asr_context: str
     timings_ms: dict[str, float]
     started: float  # perf_counter when recognition began
+    batch: int = 1  # how many utterances were recognised together (stage times are the batch's)
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -184,17 +185,30 @@ class Recognizer:
         return self.asr.transcribe_partial(waveform) if partial else self.asr.transcribe(waveform)
 
     def text(self, transcript: str) -> TECOutput:
-        if not transcript.strip():
-            return TECOutput(np.zeros(self.text_encoder.dim, np.float32), np.zeros(len(LABELS), np.float32), False,
-                             np.zeros((0, self.text_encoder.dim), np.float32))
+        return self.text_batch([transcript])[0]
+
+    def text_batch(self, transcripts: list[str]) -> list[TECOutput]:
+        """The words branch on several transcripts in one encoder call (padding is masked out of
+        the attention and the pooling, and each item keeps only its own token states)."""
+        empty = TECOutput(np.zeros(self.text_encoder.dim, np.float32), np.zeros(len(LABELS), np.float32), False,
+                          np.zeros((0, self.text_encoder.dim), np.float32))
+        said = [i for i, t in enumerate(transcripts) if t.strip()]
+        out = [empty] * len(transcripts)
+        if not said:
+            return out
         with torch.inference_mode():
-            tokens, emb = self.text_encoder(self.text_encoder.tokenize([transcript]))
-            logits = self.text_head(emb)
-        va = None
-        if self.text_va is not None:
-            v, a = np.clip(self.text_va[0] @ emb[0].numpy() + self.text_va[1], -1.0, 1.0)
-            va = (float(v), float(a))
-        return TECOutput(emb[0].numpy(), logits[0].numpy(), True, tokens[0].numpy(), va)
+            batch = self.text_encoder.tokenize([transcripts[i] for i in said])
+            tokens, emb = self.text_encoder(batch)
+            logits = self.text_head(emb).numpy()
+        lengths = batch["attention_mask"].sum(dim=1).tolist()
+        emb = emb.numpy()
+        for k, i in enumerate(said):
+            va = None
+            if self.text_va is not None:
+                v, a = np.clip(self.text_va[0] @ emb[k] + self.text_va[1], -1.0, 1.0)
+                va = (float(v), float(a))
+            out[i] = TECOutput(emb[k], logits[k], True, tokens[k, :lengths[k]].numpy(), va)
+        return out
 
     def fuse(self, sec: SECOutput, tec: TECOutput, asr_confidence: float) -> tuple[np.ndarray, float, float]:
         t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))[None]  # noqa: E731
@@ -216,38 +230,66 @@ class Recognizer:
         decodes on this thread; without a pool, one after the other. ``partial``: audio of an
         utterance still being spoken; None when its short-window decode is not trusted (that
         partial is skipped). Raises AudioError for unusable audio."""
+        done = self.recognize_batch([waveform], sec_pool, [partial])[0]
+        if isinstance(done, AudioError):
+            raise done
+        return done
+
+    def recognize_batch(self, waveforms: list[np.ndarray], sec_pool: Executor | None = None,
+                        partial: list[bool] | None = None) -> list[Recognition | AudioError | None]:
+        """``recognize`` on several utterances (of any streams) at once: ASR decodes them in
+        CTranslate2 batches and the words branch runs as one batch, while SEC takes them one by one
+        on ``sec_pool`` (its statistics pool over each utterance's own frames). Each slot holds what
+        ``recognize`` would return for that utterance, or the AudioError it would raise: one
+        unusable utterance costs the others nothing. Stage times are those of the batch, except
+        ``sec`` (the utterance's own)."""
         t_start = time.perf_counter()
+        partial = list(partial) if partial is not None else [False] * len(waveforms)
+        out: list[Recognition | AudioError | None] = [None] * len(waveforms)
+        usable: list[int] = []
+        for i, w in enumerate(waveforms):
+            try:
+                validate_waveform(w)
+                usable.append(i)
+            except AudioError as exc:
+                out[i] = exc
+        if not usable:
+            return out
+        waves = [waveforms[i] for i in usable]
 
-        def sec_branch() -> tuple[SECOutput, tuple[float, float]]:
-            t0 = time.perf_counter()
-            out = self.sec(waveform)
-            return out, (t0, time.perf_counter())
+        def sec_branch() -> list[tuple[SECOutput, tuple[float, float]]]:
+            done = []
+            for w in waves:
+                t0 = time.perf_counter()
+                done.append((self.sec(w), (t0, time.perf_counter())))
+            return done
 
-        validate_waveform(waveform)
         if sec_pool is None:
-            done = sec_branch()
-            sec_result = lambda: done  # noqa: E731
+            sec_done = sec_branch()
+            sec_results = lambda: sec_done  # noqa: E731
         else:
-            sec_result = sec_pool.submit(sec_branch).result
+            sec_results = sec_pool.submit(sec_branch).result
         t_asr0 = time.perf_counter()
         try:
-            transcript = self.transcribe(waveform, partial=partial)
+            transcripts = self.asr.transcribe_batch(waves, [partial[i] for i in usable])
             t_asr1 = time.perf_counter()
-            if transcript is None:
-                return None
-            tec = self.text(transcript.text)
+            tecs = self.text_batch([t.text if t is not None else "" for t in transcripts])
             t_text = time.perf_counter()
         finally:  # wait for SEC even if ASR failed: it runs on the caller's pool
-            sec, sec_span = sec_result()
-        branches_end = max(t_text, sec_span[1])
-        probs, valence, arousal = self.fuse(sec, tec, transcript.confidence)
-        t_fused = time.perf_counter()
-        timings = {"sec": (sec_span[1] - sec_span[0]) * 1e3, "asr": (t_asr1 - t_asr0) * 1e3,
-                   "text": (t_text - t_asr1) * 1e3, "fusion": (t_fused - branches_end) * 1e3,
-                   "branches": (branches_end - t_start) * 1e3,
-                   "sec_asr_overlap": _overlap(sec_span, (t_asr0, t_asr1)) * 1e3}
-        return Recognition(self.result(probs, valence, arousal, transcript, words_va=tec.va),
-                           transcript.context, timings, t_start)
+            secs = sec_results()
+        for i, transcript, tec, (sec, sec_span) in zip(usable, transcripts, tecs, secs):
+            if transcript is None:
+                continue  # an untrusted partial: skipped
+            t_fuse = time.perf_counter()
+            branches_end = max(t_text, sec_span[1])
+            probs, valence, arousal = self.fuse(sec, tec, transcript.confidence)
+            timings = {"sec": (sec_span[1] - sec_span[0]) * 1e3, "asr": (t_asr1 - t_asr0) * 1e3,
+                       "text": (t_text - t_asr1) * 1e3, "fusion": (time.perf_counter() - t_fuse) * 1e3,
+                       "branches": (branches_end - t_start) * 1e3,
+                       "sec_asr_overlap": _overlap(sec_span, (t_asr0, t_asr1)) * 1e3}
+            out[i] = Recognition(self.result(probs, valence, arousal, transcript, words_va=tec.va),
+                                 transcript.context, timings, t_start, batch=len(waves))
+        return out
 
     def classify(self, waveform: np.ndarray) -> EmotionResult:
         """16 kHz mono float32 -> EmotionResult. Raises AudioError for unusable audio.

@@ -1,9 +1,11 @@
 """Early work on an utterance still open: partial results and speculative finals.
 
-Taken only by a worker with nothing else to do (see ``queues``), so a final waits at most for the
-one early recognition already running. When the segmenter announces an end candidate and a worker
-is free, the final recognition starts then; if the VAD closes with no new speech its result is
-published at once (``speculated``), if speech resumes it is thrown away. While an utterance is
+Taken by a worker after the finals that wait, in the same batch (see ``queues`` and
+``Pipeline.run_batch``), so a final never waits behind early work; under load the partials' cadence
+stretches (``_partial_due``), and no early work is scheduled while more finals wait than a batch
+takes. When the segmenter announces an end candidate, the final recognition starts then; if the
+VAD closes with no new speech its result is published at once (``speculated``), if speech resumes
+it is thrown away. While an utterance is
 open, its audio so far is recognized every ``partial_interval_s`` and published on
 ``partial.<stream_id>`` with a LocalAgreement-2 stable prefix. A stream's partials for an utterance
 are published in order and only until the VAD closes it (so before its final, even one that is
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from emostream.protocol import partial_message, partial_topic
+from emostream.streaming.audio import SAMPLE_RATE
 from emostream.streaming.agreement import LocalAgreement
 from emostream.streaming.frames import SpeechEvent, Utterance
 
@@ -55,6 +58,7 @@ class EarlyWork:
         # keyed by (session, stream id): a producer's seq restarts with each session
         self._closed_seq: dict[tuple, int] = {}  # last utterance the VAD closed per stream (its partials are over)
         self._partial_at: dict[tuple, tuple[int, int]] = {}  # (seq, samples) of the last partial per stream
+        self._offered_at: dict[tuple, tuple[int, int]] = {}  # (seq, samples) of the last partial scheduled
         self._agreement: defaultdict[tuple, LocalAgreement] = defaultdict(LocalAgreement)
 
     # --- events from the segmenter --------------------------------------------------------------
@@ -65,9 +69,12 @@ class EarlyWork:
             return
         if event.kind == "end_candidate" and not p.queue.supports_speculation:
             return
-        if len(p.queue):  # finals are waiting: no early work now
+        if len(p.queue) >= p.config.batch_size:  # more finals wait than a batch takes: no early work now
             if event.kind == "progress":
-                p.stats.bump(sid, "partials_skipped")
+                p.stats.bump(sid, "partials_stretched")
+            return
+        if event.kind == "progress" and not self._partial_due(event.utterance):
+            p.stats.bump(sid, "partials_stretched")
             return
         job = EarlyJob("speculative" if event.kind == "end_candidate" else "partial", event.utterance)
         if job.kind == "speculative":
@@ -77,6 +84,20 @@ class EarlyWork:
         replaced = p.queue.offer(sid, job)
         if replaced is not None and replaced.kind == "partial":
             p.stats.bump(sid, "partials_skipped")
+
+    def _partial_due(self, so_far: Utterance) -> bool:
+        """The partial cadence stretches with the work waiting: the next partial of a stream is due
+        after ``partial_interval_s * (1 + backlog / batch_size)`` of new audio (so under load fewer
+        partials are scheduled, rather than scheduled and then skipped)."""
+        p = self.pipeline
+        interval = p.config.segmenter.partial_interval_s * (1.0 + p.queue.backlog() / p.config.batch_size)
+        key = (so_far.session, so_far.stream_id)
+        seq, samples = self._offered_at.get(key, (0, 0))
+        new_audio = len(so_far.samples) - (samples if seq == so_far.seq else 0)
+        if new_audio < 0.9 * interval * SAMPLE_RATE:  # 0.9: the segmenter's own cadence always passes unloaded
+            return False
+        self._offered_at[key] = (so_far.seq, len(so_far.samples))
+        return True
 
     def close_seq(self, utterance: Utterance) -> None:
         key = (utterance.session, utterance.stream_id)
@@ -121,25 +142,27 @@ class EarlyWork:
     def forget(self, stream_id: str) -> None:
         """Drop the per-(session, stream) partial bookkeeping of a stream that is over."""
         with self.pipeline.emit_lock:
-            for table in (self._closed_seq, self._partial_at, self._agreement):
+            for table in (self._closed_seq, self._partial_at, self._offered_at, self._agreement):
                 for key in [k for k in table if k[1] == stream_id]:
                     del table[key]
 
     # --- on a worker ----------------------------------------------------------------------------
-    def run(self, job: EarlyJob, sec_pool: Executor) -> None:
+    def start(self, job: EarlyJob) -> bool:
+        """False when the job is no longer worth running (its utterance closed, or it was voided)."""
         p, sid = self.pipeline, job.utterance.stream_id
         if job.kind == "partial" and job.utterance.seq <= self._closed_seq.get((job.utterance.session, sid), 0):
             p.stats.bump(sid, "partials_skipped")  # its utterance closed while it waited: the final is next
-            return
+            return False
         with self._lock:
             if job.state != "pending":
-                return
+                return False
             job.state = "running"
-        try:
-            outcome = p.recognize(job.utterance, sec_pool, partial=job.kind == "partial")
-        except Exception as exc:  # the final is recognized again on its own; a partial is skipped
-            log.debug("early %s work on %s#%d failed: %s", job.kind, sid, job.utterance.seq, exc)
-            outcome = None
+        return True
+
+    def finish(self, job: EarlyJob, outcome: Recognition | None, sec_pool: Executor) -> None:
+        """Publish the partial, or keep (or publish) the speculative final. ``outcome`` None: the
+        recognition failed or was not trusted."""
+        p, sid = self.pipeline, job.utterance.stream_id
         if job.kind == "partial":
             try:
                 self.publish_partial(job.utterance, outcome)

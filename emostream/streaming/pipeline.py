@@ -53,6 +53,7 @@ class PipelineConfig:
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     max_pending: int = 4
     workers: int = 1
+    batch_size: int = 8  # a worker recognizes up to this many ready utterances together (finals first)
     status_interval_s: float = 2.0
     concurrent_branches: bool = True  # False: SEC, then ASR -> text, one after the other (for comparison)
     worker_id: str | None = None  # cluster mode: named in every result (with the delivery count)
@@ -63,6 +64,8 @@ class PipelineConfig:
             raise ValueError(f"max_pending must be at least 1, got {self.max_pending}")
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.status_interval_s <= 0:
             raise ValueError(f"status interval must be positive, got {self.status_interval_s}")
 
@@ -264,17 +267,52 @@ class Pipeline:
             while True:
                 if self._sources_done.is_set() and self.open_ended and not self.sources:
                     return  # a bus consumer that was stopped: finish what it holds (done), take nothing new
-                item = self.queue.get(timeout=0.1)
-                if item is None:
+                items = self.queue.get_batch(self.config.batch_size, timeout=0.1)
+                if not items:
                     if self._sources_done.is_set() and len(self.queue) == 0:
                         return
                     continue
-                if isinstance(item, EarlyJob):
-                    self.early.run(item, sec_pool)
-                elif isinstance(item, SpeechEvent):  # a partial snapshot from a bus
-                    self.early.run(EarlyJob("partial", item.utterance), sec_pool)
-                else:
-                    self.process_final(item, sec_pool)
+                self.run_batch([EarlyJob("partial", item.utterance) if isinstance(item, SpeechEvent) else item
+                                for item in items], sec_pool)  # a SpeechEvent: a partial snapshot from a bus
+
+    def run_batch(self, items: list[Utterance | EarlyJob], sec_pool: Executor) -> None:
+        """Finals and early jobs of any streams, recognized together, each then published (or
+        counted) on its own, in the order taken."""
+        work = []
+        for item in items:
+            if isinstance(item, EarlyJob):
+                if self.early.start(item):
+                    work.append(item)
+            else:
+                self.early.close_seq(item)  # from a bus: later partials of this utterance are stale here
+                work.append(item)
+        if not work:
+            return
+        utterances = [w.utterance if isinstance(w, EarlyJob) else w for w in work]
+        partial = [isinstance(w, EarlyJob) and w.kind == "partial" for w in work]
+        try:
+            outcomes = self.recognizer.recognize_batch([u.samples for u in utterances],
+                                                       sec_pool if self.config.concurrent_branches else None, partial)
+        except Exception as exc:
+            if len(work) > 1:  # one poison input must not cost the others their results: each alone
+                log.warning("a batch of %d failed (%s): recognizing each alone", len(work), exc)
+                outcomes = [self._recognize_alone(u, p, sec_pool) for u, p in zip(utterances, partial)]
+            else:
+                outcomes = [exc]
+        for w, outcome in zip(work, outcomes):
+            if isinstance(w, EarlyJob):
+                if isinstance(outcome, Exception):
+                    log.debug("early %s work on %s#%d failed: %s", w.kind, w.utterance.stream_id, w.utterance.seq,
+                              outcome)
+                self.early.finish(w, None if isinstance(outcome, Exception) else outcome, sec_pool)
+            else:
+                self.finish_final(w, outcome)
+
+    def _recognize_alone(self, utterance: Utterance, partial: bool, sec_pool: Executor):
+        try:
+            return self.recognize(utterance, sec_pool, partial=partial)
+        except Exception as exc:
+            return exc
 
     def recognize(self, utterance: Utterance, sec_pool: Executor, partial: bool = False):
         """The recognizer on this utterance's audio, SEC on this worker's pool (or before ASR, in
@@ -283,25 +321,34 @@ class Pipeline:
                                          partial=partial)
 
     def process_final(self, utterance: Utterance, sec_pool: Executor) -> None:
-        self.early.close_seq(utterance)  # from a bus: later partials of this utterance are stale here
-        outcome = "published"
+        self.early.close_seq(utterance)
+        self.finish_final(utterance, self._recognize_alone(utterance, False, sec_pool))
+
+    def finish_final(self, utterance: Utterance, outcome) -> None:
+        """Publish a final's recognition, or count and announce why there is none (``outcome``:
+        the Recognition, or the exception its recognition raised)."""
+        result = "published"
         try:
-            self.publish_final(utterance, self.recognize(utterance, sec_pool))
-        except AudioError as exc:
-            outcome = "unusable"
-            self.stats.bump(utterance.stream_id, "failed")
-            log.warning("utterance %s#%d not classified: %s", utterance.stream_id, utterance.seq, exc)
-            self.hooks.gone(utterance, "failed", str(exc))
-        except Exception as exc:
-            outcome = "failed"
-            last_try = self.queue.is_last_try(utterance)
-            self.stats.bump(utterance.stream_id, "failed" if last_try else "retried")
-            log.exception("utterance %s#%d failed%s", utterance.stream_id, utterance.seq,
-                          "" if last_try else " (another worker will try it)")
-            if last_try:
-                self.hooks.gone(utterance, "failed", f"{type(exc).__name__}: {exc}")
+            if not isinstance(outcome, Exception):
+                try:
+                    self.publish_final(utterance, outcome)
+                except Exception as exc:
+                    outcome = exc
+            if isinstance(outcome, AudioError):
+                result = "unusable"
+                self.stats.bump(utterance.stream_id, "failed")
+                log.warning("utterance %s#%d not classified: %s", utterance.stream_id, utterance.seq, outcome)
+                self.hooks.gone(utterance, "failed", str(outcome))
+            elif isinstance(outcome, Exception):
+                result = "failed"
+                last_try = self.queue.is_last_try(utterance)
+                self.stats.bump(utterance.stream_id, "failed" if last_try else "retried")
+                log.error("utterance %s#%d failed%s", utterance.stream_id, utterance.seq,
+                          "" if last_try else " (another worker will try it)", exc_info=outcome)
+                if last_try:
+                    self.hooks.gone(utterance, "failed", f"{type(outcome).__name__}: {outcome}")
         finally:
-            self.queue.task_done(utterance, outcome)
+            self.queue.task_done(utterance, result)
 
     def _run_heartbeat(self) -> None:
         # keeps beating while queued work drains after stop() (state "stopping")
@@ -319,7 +366,8 @@ class Pipeline:
             worker = None if self.config.worker_id is None else \
                 {"id": self.config.worker_id, "delivery": utterance.delivery}
             message = emotion_message(utterance, done.result, timings, published_at=time.time(),
-                                      asr_context=done.asr_context, speculated=speculated, worker=worker)
+                                      asr_context=done.asr_context, speculated=speculated, worker=worker,
+                                      batch=done.batch)
             self.emit(emotion_topic(utterance.stream_id), message)
         self.stats.bump(utterance.stream_id, "published")
         if speculated:

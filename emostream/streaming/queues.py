@@ -37,6 +37,10 @@ class WorkQueue(Protocol):
 
     def get(self, timeout: float | None = None) -> Any: ...
 
+    def get_batch(self, limit: int, timeout: float | None = None) -> list[Any]: ...  # [] if nothing came
+
+    def backlog(self) -> int: ...  # work waiting here: finals and early offers (partials stretch with it)
+
     def task_done(self, item: Utterance, outcome: str) -> None: ...  # published | unusable | failed
 
     def is_last_try(self, item: Utterance) -> bool: ...  # False: another worker will try it after a failure
@@ -118,6 +122,22 @@ class DropOldestQueue(Generic[T]):
             self._cond.notify_all()  # a put_wait may be waiting for this room
             return item
 
+    def get_batch(self, limit: int, timeout: float | None = None) -> list[T | Any]:
+        """What ``get`` returns, then whatever else is ready now, up to ``limit`` items: queued
+        finals first, then best-effort offers. Waits only for the first (a lone utterance is never
+        held back for company)."""
+        first = self.get(timeout)
+        if first is None:
+            return []
+        batch = [first]
+        with self._cond:
+            while len(batch) < limit and self._items:
+                batch.append(self._items.popleft())
+            while len(batch) < limit and self._slots:
+                batch.append(self._slots.pop(next(iter(self._slots))))
+            self._cond.notify_all()
+        return batch
+
     def task_done(self, item: Any, outcome: str) -> None:
         """Nothing to acknowledge in process (a bus queue acks, retries or terminates here)."""
 
@@ -131,6 +151,10 @@ class DropOldestQueue(Generic[T]):
         with self._cond:
             return {"depth": len(self._items), "capacity": self.capacity, "dropped": self.dropped,
                     "high_water": self.high_water}
+
+    def backlog(self) -> int:
+        with self._cond:
+            return len(self._items) + len(self._slots)
 
     def __len__(self) -> int:
         with self._cond:

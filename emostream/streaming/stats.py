@@ -36,7 +36,7 @@ class StreamStats:
     """Per-stream counts, updated from the source and worker threads."""
 
     FIELDS = ("utterances", "published", "dropped", "failed", "speculated", "speculation_discarded", "partials",
-              "partials_skipped", "retried")
+              "partials_skipped", "partials_stretched", "retried")
 
     def __init__(self, stream_id: str, source: str) -> None:
         self.stream_id = stream_id

@@ -77,3 +77,39 @@ def test_words_carry_their_own_valence_on_the_wire(recognizer, speech):
                              "vad_close_to_publish"), 1.0)
     message = validate(emotion_message(utt, happy, timings, time.time()))
     assert message["words"] == {"valence": round(happy.words_va[0], 4), "arousal": round(happy.words_va[1], 4)}
+
+
+def test_a_batch_of_utterances_is_recognised_as_each_alone(recognizer, dialogue, speech):
+    """Real speech of unequal lengths from several 'streams', a partial (the first half of a sentence),
+    an utterance longer than the shared ASR window (its own window) and a silent one: the batch
+    gives each the transcript, label and probabilities it gets alone, and the silent one its own
+    AudioError without costing the others their results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from emostream.streaming.audio import AudioError
+
+    sentences = [dialogue.audio[int(a * 16000):int(b * 16000) + 4800] for a, b in dialogue.spans]
+    waves = [*sentences, speech["happy"][: len(speech["happy"]) // 2], np.concatenate(sentences[:3]),
+             np.zeros(16000, np.float32), speech["sad"]]
+    partial = [False] * len(sentences) + [True, False, False, False]
+    assert len({len(w) for w in waves}) == len(waves) and len(waves[-3]) / 16000 > 7.44
+    with ThreadPoolExecutor(1) as pool:
+        batched = recognizer.recognize_batch(waves, pool, partial)
+        alone = []
+        for w, p in zip(waves, partial):
+            try:
+                alone.append(recognizer.recognize(w, pool, partial=p))
+            except AudioError as exc:
+                alone.append(exc)
+    assert isinstance(batched[-2], AudioError) and isinstance(alone[-2], AudioError)
+    for i, (b, a) in enumerate(zip(batched, alone)):
+        if isinstance(a, AudioError) or a is None:
+            assert type(b) is type(a), (i, b, a)
+            continue
+        assert (b.result.transcript, b.result.label, b.asr_context) == (a.result.transcript, a.result.label,
+                                                                         a.asr_context), i
+        assert b.result.asr_confidence == pytest.approx(a.result.asr_confidence, abs=1e-6)
+        assert [b.result.probs[k] for k in sorted(a.result.probs)] == pytest.approx(
+            [a.result.probs[k] for k in sorted(a.result.probs)], abs=1e-4), i
+        assert b.result.valence == pytest.approx(a.result.valence, abs=1e-4)
+        assert set(b.timings_ms) == set(a.timings_ms)
