@@ -77,6 +77,11 @@ def latency_vs_streams(results: dict, path: Path) -> None:
         if off:
             ax.plot([r["streams"] for r in off], [r["latency_ms"].get("vad_close_to_publish", {}).get(key, np.nan)
                                                   for r in off], style, alpha=0.6, label=f"{key}, partials off")
+    one = results["streams"].get("batch_size_1", {}).get("runs", [])
+    for key, style in (("median", "^-."), ("p95", "v-.")):
+        if one:
+            ax.plot([r["streams"] for r in one], [r["latency_ms"].get("vad_close_to_publish", {}).get(key, np.nan)
+                                                  for r in one], style, alpha=0.6, label=f"{key}, partials on, batch 1")
     for r in runs:
         if not r["keeps_up"]:
             why = (f"{r['utterances']['dropped']} dropped" if r["utterances"]["dropped"] else
@@ -84,13 +89,14 @@ def latency_vs_streams(results: dict, path: Path) -> None:
             ax.annotate(f"falls behind\n({why})", (r["streams"],
                         r["latency_ms"].get("vad_close_to_publish", {}).get("p95", 0)), fontsize=8, color="crimson")
     ax.set_xscale("log", base=2)
-    ax.set_xticks(n, [str(x) for x in n])
+    ticks = sorted({r["streams"] for r in runs + off + one})
+    ax.set_xticks(ticks, [str(x) for x in ticks])
     ax.set_xlabel("concurrent real-time streams")
     ax.set_ylabel("VAD close → published (ms)")
     bound = "≥ " if results["streams"]["max_realtime_streams_is_lower_bound"] else ""
     ax.set_title(f"Latency vs streams (max real-time: {bound}{results['streams']['max_realtime_streams']})")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

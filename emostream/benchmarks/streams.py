@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import soundfile as sf
@@ -36,7 +37,7 @@ class _Collect:
 
 
 def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concurrent: bool = True,
-                workers: int = 1, partials: bool = True) -> dict:
+                workers: int = 1, partials: bool = True, batch_size: int | None = None) -> dict:
     from emostream.sinks.publisher import Publisher
     from emostream.streaming.pipeline import Pipeline, PipelineConfig
     from emostream.streaming.segmenter import SegmenterConfig
@@ -51,9 +52,11 @@ def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concu
             sf.write(path, audio, 16000)
             sources.append(FileSource(path, f"s{i}", realtime=True))
             audio_s = max(audio_s, len(audio) / 16000)
-        pipeline = Pipeline(recognizer, sources, [sink],
-                            PipelineConfig(concurrent_branches=concurrent, workers=workers,
-                                           segmenter=SegmenterConfig(partial_interval_s=0.5 if partials else 0.0)),
+        config = PipelineConfig(concurrent_branches=concurrent, workers=workers,
+                                segmenter=SegmenterConfig(partial_interval_s=0.5 if partials else 0.0))
+        if batch_size is not None:
+            config = replace(config, batch_size=batch_size)
+        pipeline = Pipeline(recognizer, sources, [sink], config,
                             publisher=Publisher(endpoint))
         t0 = time.monotonic()
         thread = threading.Thread(target=pipeline.run)
@@ -63,33 +66,43 @@ def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concu
     emotions = [m for m in sink.messages if m["type"] == "emotion"]
     final = [m for m in sink.messages if m["type"] == "status"][-1]
     totals = {k: sum(st[k] for st in final["streams"].values())
-              for k in ("utterances", "published", "dropped", "failed", "speculated", "partials", "partials_skipped")}
+              for k in ("utterances", "published", "dropped", "failed", "speculated", "partials", "partials_skipped",
+                        "partials_stretched")}
     stages = dict.fromkeys(k for m in emotions for k in m["timings_ms"])  # head_start: speculated finals only
     timings = {k: [m["timings_ms"][k] for m in emotions if k in m["timings_ms"]] for k in stages}
     queue_wait = summarize(timings.get("queue_wait", []))
     keeps_up = (totals["dropped"] == 0 and totals["failed"] == 0 and totals["published"] > 0
                 and queue_wait.get("p95", 0) < KEEP_UP_QUEUE_WAIT_P95_MS)
-    return {"streams": n_streams, "concurrent_branches": concurrent, "partials": partials, "audio_s": round(audio_s, 1),
+    batches = [m.get("batch", 1) for m in emotions]
+    return {"streams": n_streams, "concurrent_branches": concurrent, "partials": partials,
+            "batch_size": config.batch_size, "finals_batch_mean": round(sum(batches) / max(1, len(batches)), 2),
+            "audio_s": round(audio_s, 1),
             "wall_s": round(wall, 1), "utterances": totals, "keeps_up": keeps_up,
             "utterance_s": summarize([m["utterance"]["duration_s"] * 1e3 for m in emotions]),
             "latency_ms": {k: summarize(v) for k, v in timings.items()},
             "raw_vad_close_to_publish_ms": timings.get("vad_close_to_publish", [])}
 
 
+def stream_steps(max_streams: int) -> list[int]:
+    """1, 2, 4, 8, 16, then steps of 8 (24, 32, ...) up to ``max_streams``."""
+    steps = [n for n in (1, 2, 4, 8, 16) if n <= max_streams]
+    steps += list(range(24, max_streams + 1, 8))
+    return steps
+
+
 def stream_scaling(recognizer, max_streams: int, sentences: int, endpoints, progress=None,
-                   partials: bool = True) -> dict:
+                   partials: bool = True, batch_size: int | None = None) -> dict:
     """``partials``: as ``listen`` runs by default (every 0.5 s, shed under load) or off."""
     runs = []
-    n = 1
-    while n <= max_streams:
-        run = run_streams(recognizer, n, sentences, next(endpoints), partials=partials)
+    for n in stream_steps(max_streams):
+        run = run_streams(recognizer, n, sentences, next(endpoints), partials=partials, batch_size=batch_size)
         runs.append(run)
         if progress:
             progress(n, run)
         if not run["keeps_up"]:
             break
-        n *= 2
-    sequential = run_streams(recognizer, 1, sentences, next(endpoints), concurrent=False, partials=partials)
+    sequential = run_streams(recognizer, 1, sentences, next(endpoints), concurrent=False, partials=partials,
+                             batch_size=batch_size)
     if progress:
         progress(1, sequential)
     kept = [r["streams"] for r in runs if r["keeps_up"]]

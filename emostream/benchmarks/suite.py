@@ -38,15 +38,16 @@ class BenchConfig:
     ravdess_clips: int = 8
     warmup: int = 2
     repeats: int = 5
-    max_streams: int = 8
+    max_streams: int = 32
     stream_sentences: int = 8
     live_repeats: int = 2
     page: bool = True  # needs Chromium and Playwright; skipped with the reason when absent
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
 
     @classmethod
     def quick_config(cls, **kw) -> BenchConfig:
         return cls(quick=True, utterances=6, ravdess_clips=4, warmup=1, repeats=3, max_streams=4,
-                   stream_sentences=4, live_repeats=1, **kw)
+                   stream_sentences=4, live_repeats=1, batch_sizes=(1, 4, 8), **kw)
 
 
 def _endpoints():
@@ -73,7 +74,7 @@ def references(utts) -> dict[str, str]:
 
 
 def run_bench(cfg: BenchConfig) -> dict:
-    from emostream.benchmarks import live, page, plots, stages, streams
+    from emostream.benchmarks import batching, live, page, plots, stages, streams
     from emostream.benchmarks.runner import gpu_memory_mb, machine_info, peak_rss_mb
     from emostream.benchmarks.utterances import bench_utterances
     from emostream.engine.asr import ASRConfig
@@ -109,6 +110,12 @@ def run_bench(cfg: BenchConfig) -> dict:
     for name, why in results["stages"]["sec_backends_skipped"].items():
         _say(f"      SEC backend {name} skipped: {why}")
 
+    _say(f"[1b/5] throughput per stage against batch size {list(cfg.batch_sizes)}…")
+    results["batching"] = batching.stage_throughput(
+        recognizer, utts, cfg.batch_sizes, cfg.warmup, cfg.repeats,
+        progress=lambda b, row: _say(f"      batch {b}: " + ", ".join(
+            f"{k} {v['utterances_per_s']:.1f}/s ({v['batch_ms']:.0f} ms)" for k, v in row.items())))
+
     _say(f"[2/5] per-utterance latency, emostream vs sequential vs baseline: {len(utts)} × {cfg.repeats}…")
     done = itertools.count(1)
     results["utterances"] = stages.utterance_latency(
@@ -138,9 +145,11 @@ def run_bench(cfg: BenchConfig) -> dict:
         results["page"] = {"skipped": "--no-page"}
 
     def scaled(r) -> None:
-        _say(f"      {r['streams']} stream(s){'' if r['concurrent_branches'] else ', sequential'}, partials "
+        _say(f"      {r['streams']} stream(s){'' if r['concurrent_branches'] else ', sequential'}, batch "
+             f"{r['batch_size']} (finals' mean {r['finals_batch_mean']}), partials "
              f"{'on' if r['partials'] else 'off'}: {r['utterances']['published']}/{r['utterances']['utterances']} "
-             f"published, {r['utterances']['partials']} partials ({r['utterances']['partials_skipped']} skipped), "
+             f"published, {r['utterances']['partials']} partials ({r['utterances']['partials_skipped']} skipped, "
+             f"{r['utterances']['partials_stretched']} stretched), "
              f"p95 {r['latency_ms'].get('vad_close_to_publish', {}).get('p95', float('nan')):.0f} ms"
              f"{'' if r['keeps_up'] else ' — falls behind'}")
 
@@ -150,6 +159,15 @@ def run_bench(cfg: BenchConfig) -> dict:
                                                 progress=lambda n, r: scaled(r))
     off = streams.stream_scaling(recognizer, cfg.max_streams, cfg.stream_sentences, endpoints,
                                  progress=lambda n, r: scaled(r), partials=False)
+    _say("      the same, partials on, one utterance at a time (--batch-size 1: before batching)…")
+    alone = streams.stream_scaling(recognizer, cfg.max_streams, cfg.stream_sentences, endpoints,
+                                   progress=lambda n, r: scaled(r), batch_size=1)
+    results["streams"]["batch_size_1"] = {k: alone[k] for k in ("runs", "max_realtime_streams",
+                                                                "max_realtime_streams_is_lower_bound")}
+    results["streams"]["batched_over_batch_size_1"] = {
+        str(a["streams"]): streams.ratio(a["latency_ms"].get("vad_close_to_publish", {}),
+                                         b["latency_ms"].get("vad_close_to_publish", {}), ("median", "p95"))
+        for a in results["streams"]["runs"] for b in alone["runs"] if a["streams"] == b["streams"]}
     results["streams"]["partials_off"] = {k: off[k] for k in ("runs", "max_realtime_streams",
                                                               "max_realtime_streams_is_lower_bound")}
     results["memory"] = {"peak_rss_mb_after_loading": rss_models, "peak_rss_mb": peak_rss_mb(),
@@ -163,6 +181,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     json_path.write_text(json.dumps(results, indent=1))
     plots.latency_cdf(results, cfg.out / "latency_cdf.png")
     plots.latency_vs_streams(results, cfg.out / "latency_vs_streams.png")
+    batching.plot(results["batching"], cfg.out / "batching.png")
     return results
 
 
@@ -182,6 +201,13 @@ def print_summary(results: dict, out: Path) -> None:
                   f"p95 {st[key]['p95']:.3f}")
     for name, why in st["sec_backends_skipped"].items():
         print(f"  (SEC {name} not run: {why})")
+    bt = results.get("batching")
+    if bt:
+        print("throughput vs batch size (utterances/s; batch ms)  " + "  ".join(f"{b:>12}" for b in bt["batch_sizes"]))
+        for stage in ("asr", "text", "sec", "whole"):
+            print(f"  {stage:46s} " + "  ".join(f"{bt['stages'][str(b)][stage]['utterances_per_s']:6.1f} "
+                                                 f"({bt['stages'][str(b)][stage]['batch_ms']:4.0f})"
+                                                 for b in bt["batch_sizes"]))
     print("VAD close -> published, per utterance (ms)   median      p95      p99")
     for k, v in ut["vad_close_to_publish_ms"].items():
         print(f"  {k:40s} {v['median']:8.1f} {v['p95']:8.1f} {v['p99']:8.1f}")
@@ -221,9 +247,10 @@ def print_summary(results: dict, out: Path) -> None:
         print(f"  page / listen: median {r.get('median', float('nan')):.3f}, p95 {r.get('p95', float('nan')):.3f}; "
               f"browser CPU (% of one core) idle {max(idle):.1f}, streaming {max(busy):.1f} (worst run)")
     print("real-time streams            published  dropped   median ms   p95 ms   keeps up")
-    for r in sm["runs"] + [sm["sequential_single_stream"]]:
+    for r in sm["runs"] + [sm["sequential_single_stream"]] + sm.get("batch_size_1", {}).get("runs", []):
         lat = r["latency_ms"].get("vad_close_to_publish", {})
-        name = f"{r['streams']}{'' if r['concurrent_branches'] else ' (sequential)'}"
+        name = (f"{r['streams']}{'' if r['concurrent_branches'] else ' (sequential)'}"
+                f"{' (batch 1)' if r.get('batch_size') == 1 else ''}")
         print(f"  {name:26s} {r['utterances']['published']:5d}/{r['utterances']['utterances']:<4d} "
               f"{r['utterances']['dropped']:6d} {lat.get('median', float('nan')):11.1f} {lat.get('p95', float('nan')):8.1f}"
               f"   {'yes' if r['keeps_up'] else 'no'}")
@@ -231,6 +258,11 @@ def print_summary(results: dict, out: Path) -> None:
         off = sm["partials_off"]
         print(f"  partials off: max real-time streams {'≥ ' if off['max_realtime_streams_is_lower_bound'] else ''}"
               f"{off['max_realtime_streams']}")
+    if "batch_size_1" in sm:
+        one = sm["batch_size_1"]
+        print(f"  batch size 1: max real-time streams {'≥ ' if one['max_realtime_streams_is_lower_bound'] else ''}"
+              f"{one['max_realtime_streams']}; batched / batch 1, p95: " + ", ".join(
+                  f"{n} streams {r.get('p95', float('nan')):.3f}" for n, r in sm["batched_over_batch_size_1"].items()))
     bound = "≥ " if sm["max_realtime_streams_is_lower_bound"] else ""
     print(f"  max real-time streams: {bound}{sm['max_realtime_streams']} ({sm['keep_up_rule']}); single stream "
           f"concurrent / sequential: median {sm['single_stream_concurrent_over_sequential']['median']:.3f}, "
@@ -239,4 +271,5 @@ def print_summary(results: dict, out: Path) -> None:
     print(f"peak RSS {m['peak_rss_mb']:.0f} MB (models loaded: {m['peak_rss_mb_after_loading']:.0f} MB)"
           + (f"; GPU (torch allocator) {m['gpu_torch_max_allocated_mb']:.0f} MB" if m["gpu_torch_max_allocated_mb"]
              else ""))
-    print(f"wrote {out / 'results.json'}, {out / 'latency_cdf.png'}, {out / 'latency_vs_streams.png'}")
+    print(f"wrote {out / 'results.json'}, {out / 'latency_cdf.png'}, {out / 'latency_vs_streams.png'}, "
+          f"{out / 'batching.png'}")

@@ -147,11 +147,24 @@ def _serve_parser(sub) -> None:
                         "closes (default %(default)s ms; 0 = wait for the close)")
     p.add_argument("--end-silence-ms", type=int, default=d.end_silence_ms,
                    help="pause that ends an utterance (default %(default)s ms)")
-    p.add_argument("--max-pending", type=int, default=4,
+    p.add_argument("--max-pending", type=int, default=_pipeline_defaults().max_pending,
                    help="utterances waiting for the models before the oldest is dropped (default %(default)s)")
+    _batch_flag(p)
     p.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")
     _model_flags(p.add_argument_group("models"))
     p.set_defaults(func=commands.cmd_serve)
+
+
+def _pipeline_defaults():
+    from emostream.streaming.pipeline import PipelineConfig
+
+    return PipelineConfig()
+
+
+def _batch_flag(p) -> None:
+    p.add_argument("--batch-size", type=int, default=_pipeline_defaults().batch_size, metavar="N",
+                   help="recognize up to N ready utterances of any streams together (finals first, then partials); "
+                        "a lone one never waits for company (default %(default)s; 1 = one at a time)")
 
 
 def _listen_parser(sub) -> None:
@@ -209,14 +222,15 @@ def _listen_parser(sub) -> None:
     g.add_argument("--partial-interval", type=float, default=0.5, metavar="S",
                    help="while someone speaks, recognise the utterance so far every S seconds of new speech and "
                         "publish it on partial.<stream_id> (schema partial-1: stable + unstable words, emotion so "
-                        "far); best effort, skipped while finals wait (default %(default)s; 0 = off)")
+                        "far); best effort: the interval stretches as work waits (default %(default)s; 0 = off)")
     g.add_argument("--speculate-silence-ms", type=int, default=d.speculate_silence_ms,
                    help="start the final recognition after this much trailing silence, before --end-silence-ms "
                         "closes the utterance; thrown away if speech resumes (default %(default)s ms; 0 = wait "
                         "for the close)")
     g = p.add_argument_group("pipeline")
-    g.add_argument("--max-pending", type=int, default=4,
+    g.add_argument("--max-pending", type=int, default=_pipeline_defaults().max_pending,
                    help="utterances waiting for the models before the oldest is dropped (default %(default)s)")
+    _batch_flag(g)
     g.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")
     g = p.add_argument_group("models")
     _model_flags(g)
@@ -233,7 +247,8 @@ def _cluster_parsers(sub) -> None:
         "worker", help="cluster: recognize utterances from NATS JetStream, publish results on NATS",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Load the models once and take utterances from the JetStream work queue that gateways and "
-                    "`listen --nats` fill, one at a time per --concurrency, like `listen` does in one process. "
+                    "`listen --nats` fill, in batches of up to --batch-size ready ones per --concurrency (finals first), like "
+                    "`listen` does in one process. "
                     "Results go to NATS subjects emostream.emotion.<stream_id> and emostream.partial.<stream_id>; "
                     "the heartbeat to emostream.status.<name>. Start as many as you like, on any machine that "
                     "reaches the NATS server. A killed worker's utterance goes to another after --ack-wait.",
@@ -243,6 +258,7 @@ def _cluster_parsers(sub) -> None:
     p.add_argument("--name", default=None, help="worker id in results and status (default worker-HOST-PID)")
     p.add_argument("--concurrency", type=int, default=1, metavar="N",
                    help="utterances recognized at once by this process, sharing one copy of the models (default 1)")
+    _batch_flag(p)
     p.add_argument("--no-partials", action="store_true", help="take only finals, never partial snapshots")
     p.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")
     _nats_flags(p)

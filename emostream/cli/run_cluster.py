@@ -90,7 +90,7 @@ def run_worker(args: argparse.Namespace) -> int:
                 return 2
             sink = NatsSink(link, name)
             pipeline = Pipeline(recognizer, [], [], PipelineConfig(workers=args.concurrency, worker_id=name,
-                                                                   role="worker",
+                                                                   role="worker", batch_size=args.batch_size,
                                                                    status_interval_s=args.status_interval),
                                 publisher=sink, queue=queue, open_ended=True, hooks=WorkerHooks())
             say("worker", f"{name}: taking utterances from {args.nats} ({args.concurrency} at a time)")

@@ -55,7 +55,7 @@ def run_listen(args: argparse.Namespace) -> int:
                                       max_utterance_s=args.max_utterance_s, turn_gap_ms=args.turn_gap_ms,
                                       partial_interval_s=args.partial_interval,
                                       speculate_silence_ms=args.speculate_silence_ms),
-            max_pending=args.max_pending, status_interval_s=args.status_interval)
+            max_pending=args.max_pending, batch_size=args.batch_size, status_interval_s=args.status_interval)
         if args.threads < 1:
             raise UsageError(f"--threads must be at least 1, got {args.threads}")
         if args.duration is not None and args.duration <= 0:

@@ -62,7 +62,8 @@ def run_serve(args: argparse.Namespace) -> int:
         pipeline_config = PipelineConfig(
             segmenter=SegmenterConfig(partial_interval_s=args.partial_interval, end_silence_ms=args.end_silence_ms,
                                       speculate_silence_ms=args.speculate_silence_ms),
-            max_pending=args.max_pending, status_interval_s=args.status_interval, role="serve")
+            max_pending=args.max_pending, batch_size=args.batch_size, status_interval_s=args.status_interval,
+            role="serve")
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
     except (ValueError, OSError) as exc:

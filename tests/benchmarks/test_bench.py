@@ -26,7 +26,8 @@ def test_summarize_quotes_median_and_tails():
 def tiny_results(tmp_path_factory, speech):
     out = tmp_path_factory.mktemp("bench")
     cfg = BenchConfig(out=out, threads=2, backends=("torch", "onnxruntime", "tensorrt"), utterances=2,
-                      ravdess_clips=1, warmup=1, repeats=2, max_streams=1, stream_sentences=2, live_repeats=1)
+                      ravdess_clips=1, warmup=1, repeats=2, max_streams=1, stream_sentences=2, live_repeats=1,
+                      batch_sizes=(1, 2))
     return run_bench(cfg), out
 
 
@@ -49,6 +50,12 @@ def test_tiny_bench_writes_every_section(tiny_results):
     assert streams["runs"][0]["partials"] is True
     assert streams["partials_off"]["runs"][0]["partials"] is False
     assert streams["partials_off"]["runs"][0]["utterances"]["partials"] == 0
+    assert streams["batch_size_1"]["runs"][0]["batch_size"] == 1 and streams["runs"][0]["batch_size"] > 1
+    assert "1" in streams["batched_over_batch_size_1"]
+    batching = saved["batching"]
+    assert set(batching["stages"]) == {"1", "2"}
+    for row in batching["stages"].values():
+        assert {"asr", "text", "sec", "whole"} <= set(row) and all(v["utterances_per_s"] > 0 for v in row.values())
     live = saved["live"]
     close = live["vad_close_to_publish_ms"]
     assert set(close) == {"emostream", "asr_full_context"} and all(v["n"] >= 2 for v in close.values())
@@ -62,7 +69,7 @@ def test_tiny_bench_writes_every_section(tiny_results):
     assert 0 <= paths["real"]["wer"] < 0.5
     assert paths["real"]["loops_dropped_not_published"] == 0
     assert saved["memory"]["peak_rss_mb"] > 100
-    for png in ("latency_cdf.png", "latency_vs_streams.png"):
+    for png in ("latency_cdf.png", "latency_vs_streams.png", "batching.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -95,6 +95,32 @@ def test_several_inputs_share_the_models_and_keep_their_ids(recognizer, dialogue
     assert by_stream == {"a": [1, 2, 3, 4], "b": [1, 2]}
 
 
+def test_streams_recognized_in_batches_get_what_each_gets_alone(recognizer, dialogue):
+    """Three streams read as fast as possible fill the queue, so the worker takes several ready
+    utterances at a time (finals of different streams, unequal lengths): every final is published
+    once, in order per stream, with the transcript, label and probabilities of a batch-of-1 run."""
+    def run(batch_size: int) -> list[dict]:
+        sink = Collect()
+        sources = [FileSource(dialogue.path, f"s{i}", realtime=False) for i in range(3)]
+        run_in_thread(Pipeline(recognizer, sources, [sink], PipelineConfig(max_pending=12, batch_size=batch_size)),
+                      300)
+        return [m for _, m in sink.messages if m["type"] == "emotion"]
+
+    batched, alone = run(4), run(1)
+    assert max(m["batch"] for m in batched) > 1 and {m["batch"] for m in alone} == {1}
+    key = lambda m: (m["stream_id"], m["seq"])  # noqa: E731
+    assert sorted(map(key, batched)) == sorted(map(key, alone)) and len(batched) == 3 * len(dialogue.sentences)
+    for sid in ("s0", "s1", "s2"):
+        assert [m["seq"] for m in batched if m["stream_id"] == sid] == [1, 2, 3, 4]
+    first = {key(m): m for m in alone}
+    for m in batched:
+        a = first[key(m)]
+        assert (m["transcript"], m["label"]) == (a["transcript"], a["label"]), key(m)
+        assert [m["probs"][k] for k in sorted(a["probs"])] == pytest.approx([a["probs"][k] for k in sorted(a["probs"])],
+                                                                             abs=1e-3)
+        validate(m)
+
+
 def test_falling_behind_drops_the_oldest_and_reports_it(recognizer, dialogue):
     """A live input that delivers faster than the models go (here: the file read at full speed but
     marked live, like a device catching up after a stall) must drop, not queue without bound."""

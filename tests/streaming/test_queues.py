@@ -43,3 +43,15 @@ def test_an_offer_wakes_a_waiting_worker():
     q: DropOldestQueue[str] = DropOldestQueue(1)
     threading.Timer(0.05, q.offer, args=("s", "partial")).start()
     assert q.get(timeout=5) == "partial"
+
+
+def test_a_batch_takes_the_queued_finals_first_then_offers_and_never_waits_for_company():
+    q: DropOldestQueue[str] = DropOldestQueue(8)
+    q.offer("s1", "partial-s1")
+    q.put("final-a")
+    q.offer("s2", "partial-s2")
+    q.put("final-b")
+    assert q.backlog() == 4
+    assert q.get_batch(3, timeout=0.1) == ["final-a", "final-b", "partial-s1"]
+    assert q.get_batch(3, timeout=0.1) == ["partial-s2"]  # alone: nothing else is ready, it does not wait
+    assert q.get_batch(3, timeout=0.05) == [] and q.backlog() == 0

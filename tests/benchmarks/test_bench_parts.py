@@ -1,5 +1,6 @@
-"""The page benchmark's clock on real speech: which WAV frame the page sent first (it connects after
-the file started), and end of speech -> painted per utterance."""
+"""Parts of the bench alone: the page benchmark's clock on real speech (which WAV frame the page sent
+first, as it connects after the file started; end of speech -> painted per utterance) and the
+stream steps."""
 
 from __future__ import annotations
 
@@ -36,3 +37,10 @@ def test_each_utterance_is_timed_from_its_last_audible_frame_to_its_last_final_p
         shown.append({"seq": i + 1, "end_s": close_s, "shown_at": departed + 400.0})
     run = PageRun(sent_at, np.ones(len(sent_at)), 0, shown, [], {}, {}, {})
     assert np.allclose(speech_end_to_shown(run, regions, lag), 400.0)
+
+
+def test_stream_steps_double_then_add_eight():
+    from emostream.benchmarks.streams import stream_steps
+
+    assert stream_steps(1) == [1] and stream_steps(8) == [1, 2, 4, 8]
+    assert stream_steps(32) == [1, 2, 4, 8, 16, 24, 32] and stream_steps(20) == [1, 2, 4, 8, 16]
