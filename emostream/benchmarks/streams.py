@@ -37,7 +37,8 @@ class _Collect:
 
 
 def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concurrent: bool = True,
-                workers: int = 1, partials: bool = True, batch_size: int | None = None) -> dict:
+                workers: int = 1, partials: bool = True, batch_size: int | None = None,
+                max_pending: int | None = None) -> dict:
     from emostream.sinks.publisher import Publisher
     from emostream.streaming.pipeline import Pipeline, PipelineConfig
     from emostream.streaming.segmenter import SegmenterConfig
@@ -56,6 +57,8 @@ def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concu
                                 segmenter=SegmenterConfig(partial_interval_s=0.5 if partials else 0.0))
         if batch_size is not None:
             config = replace(config, batch_size=batch_size)
+        if max_pending is not None:
+            config = replace(config, max_pending=max_pending)
         pipeline = Pipeline(recognizer, sources, [sink], config,
                             publisher=Publisher(endpoint))
         t0 = time.monotonic()
@@ -75,7 +78,7 @@ def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concu
                 and queue_wait.get("p95", 0) < KEEP_UP_QUEUE_WAIT_P95_MS)
     batches = [m.get("batch", 1) for m in emotions]
     return {"streams": n_streams, "concurrent_branches": concurrent, "partials": partials,
-            "batch_size": config.batch_size, "finals_batch_mean": round(sum(batches) / max(1, len(batches)), 2),
+            "batch_size": pipeline.batch_size, "max_pending": config.max_pending, "workers": workers, "finals_batch_mean": round(sum(batches) / max(1, len(batches)), 2),
             "audio_s": round(audio_s, 1),
             "wall_s": round(wall, 1), "utterances": totals, "keeps_up": keeps_up,
             "utterance_s": summarize([m["utterance"]["duration_s"] * 1e3 for m in emotions]),

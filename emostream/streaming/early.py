@@ -69,7 +69,7 @@ class EarlyWork:
             return
         if event.kind == "end_candidate" and not p.queue.supports_speculation:
             return
-        if len(p.queue) >= p.config.batch_size:  # more finals wait than a batch takes: no early work now
+        if len(p.queue) >= p.batch_size:  # more finals wait than a batch takes: no early work now
             if event.kind == "progress":
                 p.stats.bump(sid, "partials_stretched")
             return
@@ -90,7 +90,7 @@ class EarlyWork:
         after ``partial_interval_s * (1 + backlog / batch_size)`` of new audio (so under load fewer
         partials are scheduled, rather than scheduled and then skipped)."""
         p = self.pipeline
-        interval = p.config.segmenter.partial_interval_s * (1.0 + p.queue.backlog() / p.config.batch_size)
+        interval = p.config.segmenter.partial_interval_s * (1.0 + p.queue.backlog() / p.batch_size)
         key = (so_far.session, so_far.stream_id)
         seq, samples = self._offered_at.get(key, (0, 0))
         new_audio = len(so_far.samples) - (samples if seq == so_far.seq else 0)

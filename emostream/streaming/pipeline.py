@@ -38,6 +38,7 @@ from emostream.streaming.stats import PipelineStats
 from emostream.streaming.status import status_message
 
 log = logging.getLogger(__name__)
+CUDA_BATCH = 8
 
 
 class Sink(Protocol):
@@ -51,9 +52,12 @@ class Sink(Protocol):
 @dataclass(frozen=True)
 class PipelineConfig:
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
-    max_pending: int = 4
+    max_pending: int = 16  # 4 dropped finals of 16 real-time streams in bursts (docs/benchmarks.md)
     workers: int = 1
-    batch_size: int = 8  # a worker recognizes up to this many ready utterances together (finals first)
+    # a worker recognizes up to this many ready utterances together (finals first). None: 1 on CPU,
+    # where a batch of Whisper decodes gained at most 15 % throughput and cost every final in it the
+    # whole batch's time (docs/benchmarks.md); CUDA_BATCH on a GPU
+    batch_size: int | None = None
     status_interval_s: float = 2.0
     concurrent_branches: bool = True  # False: SEC, then ASR -> text, one after the other (for comparison)
     worker_id: str | None = None  # cluster mode: named in every result (with the delivery count)
@@ -64,7 +68,7 @@ class PipelineConfig:
             raise ValueError(f"max_pending must be at least 1, got {self.max_pending}")
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.status_interval_s <= 0:
             raise ValueError(f"status interval must be positive, got {self.status_interval_s}")
@@ -89,6 +93,8 @@ class Pipeline:
         self.publisher = publisher
         self.sinks = ([publisher] if publisher is not None else []) + list(sinks)
         self.open_ended = open_ended
+        self.batch_size = self.config.batch_size or (
+            CUDA_BATCH if getattr(getattr(recognizer, "asr", None), "device", "cpu") == "cuda" else 1)
         self.queue: WorkQueue = queue if queue is not None else DropOldestQueue(self.config.max_pending)
         self.queue.on_drop = self._dropped_later
         self.queue.on_failed = self._failed_elsewhere
@@ -267,7 +273,7 @@ class Pipeline:
             while True:
                 if self._sources_done.is_set() and self.open_ended and not self.sources:
                     return  # a bus consumer that was stopped: finish what it holds (done), take nothing new
-                items = self.queue.get_batch(self.config.batch_size, timeout=0.1)
+                items = self.queue.get_batch(self.batch_size, timeout=0.1)
                 if not items:
                     if self._sources_done.is_set() and len(self.queue) == 0:
                         return
