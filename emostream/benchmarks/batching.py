@@ -62,7 +62,8 @@ def plot(result: dict, path) -> None:
         a.plot(sizes, [result["stages"][str(s)][stage]["utterances_per_s"] for s in sizes], marker="o", label=stage)
         b.plot(sizes, [result["stages"][str(s)][stage]["batch_ms"] for s in sizes], marker="o", label=stage)
     a.set_title("throughput per stage")
-    a.set_ylabel("utterances / s")
+    a.set_ylabel("utterances / s (log)")
+    a.set_yscale("log")
     b.set_title("time of one batch (each of its utterances waits this)")
     b.set_ylabel("ms")
     for ax in (a, b):

@@ -38,7 +38,7 @@ class _Collect:
 
 def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concurrent: bool = True,
                 workers: int = 1, partials: bool = True, batch_size: int | None = None,
-                max_pending: int | None = None) -> dict:
+                max_pending: int | None = None, batch_from: int | None = None) -> dict:
     from emostream.sinks.publisher import Publisher
     from emostream.streaming.pipeline import Pipeline, PipelineConfig
     from emostream.streaming.segmenter import SegmenterConfig
@@ -59,6 +59,8 @@ def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concu
             config = replace(config, batch_size=batch_size)
         if max_pending is not None:
             config = replace(config, max_pending=max_pending)
+        if batch_from is not None:
+            config = replace(config, batch_from=batch_from)
         pipeline = Pipeline(recognizer, sources, [sink], config,
                             publisher=Publisher(endpoint))
         t0 = time.monotonic()

@@ -162,10 +162,10 @@ def _pipeline_defaults():
 
 
 def _batch_flag(p) -> None:
-    p.add_argument("--batch-size", type=int, default=None, metavar="N",
-                   help="recognize up to N ready utterances of any streams together (finals first, then partials); "
-                        "a lone one never waits for company (default: 1 on CPU, where batches were slower per "
-                        "final, 8 with CUDA ASR)")
+    p.add_argument("--batch-size", type=int, default=_pipeline_defaults().batch_size, metavar="N",
+                   help="when finals pile up (N/2 waiting on a CPU, any with CUDA ASR), recognize up to N ready "
+                        "utterances of any streams together, finals first; otherwise one at a time, so a lone one "
+                        "never waits for company (default %(default)s; 1 = never batch)")
 
 
 def _listen_parser(sub) -> None:

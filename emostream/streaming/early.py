@@ -87,10 +87,12 @@ class EarlyWork:
 
     def _partial_due(self, so_far: Utterance) -> bool:
         """The partial cadence stretches with the work waiting: the next partial of a stream is due
-        after ``partial_interval_s * (1 + backlog / batch_size)`` of new audio (so under load fewer
-        partials are scheduled, rather than scheduled and then skipped)."""
+        after ``partial_interval_s * (1 + backlog / per_take)`` of new audio, ``per_take`` being how
+        many items the next take holds (the batch size once the pipeline batches, else 1): so under
+        load fewer partials are scheduled, rather than scheduled and then skipped."""
         p = self.pipeline
-        interval = p.config.segmenter.partial_interval_s * (1.0 + p.queue.backlog() / p.batch_size)
+        per_take = p.batch_size if len(p.queue) >= p.batch_from else 1
+        interval = p.config.segmenter.partial_interval_s * (1.0 + p.queue.backlog() / per_take)
         key = (so_far.session, so_far.stream_id)
         seq, samples = self._offered_at.get(key, (0, 0))
         new_audio = len(so_far.samples) - (samples if seq == so_far.seq else 0)

@@ -1,7 +1,9 @@
 """The live pipeline: sources -> segmenters -> bounded queue -> Recognizer.recognize -> sinks.
 
 Threads: one per source (read, segment, enqueue), ``workers`` model workers (default one), each
-with a helper thread for the SEC branch, and a heartbeat thread. Models are loaded once (the
+with a helper thread for the SEC branch, and a heartbeat thread. Once ``batch_from`` finals wait,
+a worker takes what is ready, up to ``batch_size`` (finals first, then early work), and recognizes
+it in one ``recognize_batch``; before that, one at a time. Models are loaded once (the
 Recognizer) and shared by every stream. The queue between segmenters and workers holds at most
 ``max_pending`` utterances; when the machine cannot keep up the oldest pending one is dropped,
 counted per stream and reported in status, so latency stays bounded. Inputs that are not live (a
@@ -38,7 +40,6 @@ from emostream.streaming.stats import PipelineStats
 from emostream.streaming.status import status_message
 
 log = logging.getLogger(__name__)
-CUDA_BATCH = 8
 
 
 class Sink(Protocol):
@@ -54,10 +55,12 @@ class PipelineConfig:
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     max_pending: int = 16  # 4 dropped finals of 16 real-time streams in bursts (docs/benchmarks.md)
     workers: int = 1
-    # a worker recognizes up to this many ready utterances together (finals first). None: 1 on CPU,
-    # where a batch of Whisper decodes gained at most 15 % throughput and cost every final in it the
-    # whole batch's time (docs/benchmarks.md); CUDA_BATCH on a GPU
-    batch_size: int | None = None
+    # a worker recognizes up to this many ready utterances together (finals first)
+    batch_size: int = 8
+    # ... once this many finals wait; fewer are taken one at a time. None: batch_size // 2 on a CPU,
+    # where a batch costs each of its finals the whole batch's time and pays only when the machine
+    # is behind (docs/benchmarks.md), 1 where the ASR runs on CUDA
+    batch_from: int | None = None
     status_interval_s: float = 2.0
     concurrent_branches: bool = True  # False: SEC, then ASR -> text, one after the other (for comparison)
     worker_id: str | None = None  # cluster mode: named in every result (with the delivery count)
@@ -68,8 +71,10 @@ class PipelineConfig:
             raise ValueError(f"max_pending must be at least 1, got {self.max_pending}")
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
-        if self.batch_size is not None and self.batch_size < 1:
+        if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.batch_from is not None and self.batch_from < 1:
+            raise ValueError(f"batch_from must be at least 1, got {self.batch_from}")
         if self.status_interval_s <= 0:
             raise ValueError(f"status interval must be positive, got {self.status_interval_s}")
 
@@ -93,8 +98,9 @@ class Pipeline:
         self.publisher = publisher
         self.sinks = ([publisher] if publisher is not None else []) + list(sinks)
         self.open_ended = open_ended
-        self.batch_size = self.config.batch_size or (
-            CUDA_BATCH if getattr(getattr(recognizer, "asr", None), "device", "cpu") == "cuda" else 1)
+        self.batch_size = self.config.batch_size
+        on_gpu = getattr(getattr(recognizer, "asr", None), "device", "cpu") == "cuda"
+        self.batch_from = self.config.batch_from or (1 if on_gpu else max(1, self.batch_size // 2))
         self.queue: WorkQueue = queue if queue is not None else DropOldestQueue(self.config.max_pending)
         self.queue.on_drop = self._dropped_later
         self.queue.on_failed = self._failed_elsewhere
@@ -273,7 +279,8 @@ class Pipeline:
             while True:
                 if self._sources_done.is_set() and self.open_ended and not self.sources:
                     return  # a bus consumer that was stopped: finish what it holds (done), take nothing new
-                items = self.queue.get_batch(self.batch_size, timeout=0.1)
+                behind = len(self.queue) >= self.batch_from  # finals waiting: a batch gains throughput
+                items = self.queue.get_batch(self.batch_size if behind else 1, timeout=0.1)
                 if not items:
                     if self._sources_done.is_set() and len(self.queue) == 0:
                         return
