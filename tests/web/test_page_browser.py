@@ -119,7 +119,7 @@ def test_spoken_sentences_become_finals_on_the_page_and_the_timeline(playwright,
     mic = np.concatenate([np.zeros(lead, np.float32), dialogue.audio])
     run = browser_page.PageRun(np.array(seen["sent_at"]), np.array(seen["sent_rms"]), 0, seen["shown"], [], {}, {}, {})
     lag = browser_page.frame_lag(mic, run.sent_rms)
-    assert 0 <= lag < 25, lag
+    assert 0 <= lag < 50, lag  # under 1 s: capture starts before the stream connects
     starts = [int(a * 16000) + lead for a, _ in dialogue.spans] + [len(mic)]
     regions = [(starts[i], starts[i + 1], starts[i], int(b * 16000) + lead) for i, (_, b) in enumerate(dialogue.spans)]
     felt = browser_page.speech_end_to_shown(run, regions, lag)

@@ -19,16 +19,17 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
 // Everything the page received, for the timeline, the download and tests (window.emostream).
-// sent: one entry per 20 ms frame (its end in stream time, when it left, loudness), the last MAX_SENT;
+// sent: one entry per 20 ms frame (its end in stream time, when it was captured, loudness), the last MAX_SENT;
 // shown: per final, when it arrived and when the frame that draws it was painted (the felt latency).
 const session = { finals: [], partials: new Map(), messages: [], latencies: [], summary: null, sent: [], sentDropped: 0,
-  shown: [] };
+  shown: [], earlyDropped: 0 };
 const MAX_SENT = 90000; // 30 min of frames
 window.emostream = session;
 
 let ws = null;
 let capture = null; // {stop(): Promise} of the microphone or the file
-let startedAt = 0; // performance.now() of the first frame sent
+let early = null; // [frame, captured at] while the microphone's stream connects; null otherwise
+const MAX_EARLY = 250; // 5 s of 20 ms frames
 let framesSent = 0;
 
 function setState(text, live = false) {
@@ -71,7 +72,15 @@ function setRunning(running) {
 }
 
 // --- sending ------------------------------------------------------------------------------------
-function sendFrame(frame) {
+function sendFrame(frame, capturedAt = performance.now()) {
+  if (early !== null) { // the stream is still connecting
+    early.push([frame, capturedAt]);
+    if (early.length > MAX_EARLY) {
+      early.shift();
+      session.earlyDropped += 1;
+    }
+    return;
+  }
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
   let peak = 0;
   let energy = 0;
@@ -79,8 +88,7 @@ function sendFrame(frame) {
     peak = Math.max(peak, Math.abs(frame[i]));
     energy += frame[i] * frame[i];
   }
-  const now = performance.now();
-  if (framesSent === 0) startedAt = now;
+  const now = capturedAt;
   framesSent += 1;
   if (session.sent.length >= MAX_SENT) session.sentDropped += session.sent.splice(0, MAX_SENT / 10).length;
   session.sent.push({ end_s: (framesSent * FRAME_SAMPLES) / TARGET_RATE, at: now, loud: peak / 32768 > LOUD,
@@ -160,12 +168,9 @@ async function startMicrophone() {
     `noise suppression ${onOff(granted.noiseSuppression)}, auto gain ${onOff(granted.autoGainControl)}`;
   session.granted = granted;
   setRunning(true);
-  try {
-    await openStream();
-  } catch (err) {
-    stream.getTracks().forEach((t) => t.stop());
-    return;
-  }
+  // Capture starts now and its frames wait while the stream connects, so the first words said after
+  // Start are not lost to the handshake (MAX_EARLY at most; more are dropped oldest first, counted).
+  early = [];
   const context = new AudioContext();
   const source = context.createMediaStreamSource(stream);
   const sink = context.createGain();
@@ -195,6 +200,15 @@ async function startMicrophone() {
       await context.close();
     },
   };
+  try {
+    await openStream();
+  } catch (err) {
+    early = null; // the failed stream's close stopped the capture
+    return;
+  }
+  const held = early;
+  early = null;
+  for (const [frame, capturedAt] of held) sendFrame(frame, capturedAt);
 }
 
 function onOff(value) {
