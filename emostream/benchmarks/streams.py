@@ -13,7 +13,6 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import soundfile as sf
@@ -37,8 +36,9 @@ class _Collect:
 
 
 def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concurrent: bool = True,
-                workers: int = 1, partials: bool = True, batch_size: int | None = None,
-                max_pending: int | None = None, batch_from: int | None = None) -> dict:
+                workers: int = 1, partials: bool = True, **overrides: int | None) -> dict:
+    """``overrides``: PipelineConfig fields to set (batch_size, batch_from, max_pending); None keeps
+    the default."""
     from emostream.sinks.publisher import Publisher
     from emostream.streaming.pipeline import Pipeline, PipelineConfig
     from emostream.streaming.segmenter import SegmenterConfig
@@ -54,15 +54,9 @@ def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concu
             sources.append(FileSource(path, f"s{i}", realtime=True))
             audio_s = max(audio_s, len(audio) / 16000)
         config = PipelineConfig(concurrent_branches=concurrent, workers=workers,
-                                segmenter=SegmenterConfig(partial_interval_s=0.5 if partials else 0.0))
-        if batch_size is not None:
-            config = replace(config, batch_size=batch_size)
-        if max_pending is not None:
-            config = replace(config, max_pending=max_pending)
-        if batch_from is not None:
-            config = replace(config, batch_from=batch_from)
-        pipeline = Pipeline(recognizer, sources, [sink], config,
-                            publisher=Publisher(endpoint))
+                                segmenter=SegmenterConfig(partial_interval_s=0.5 if partials else 0.0),
+                                **{k: v for k, v in overrides.items() if v is not None})
+        pipeline = Pipeline(recognizer, sources, [sink], config, publisher=Publisher(endpoint))
         t0 = time.monotonic()
         thread = threading.Thread(target=pipeline.run)
         thread.start()
@@ -80,7 +74,8 @@ def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concu
                 and queue_wait.get("p95", 0) < KEEP_UP_QUEUE_WAIT_P95_MS)
     batches = [m.get("batch", 1) for m in emotions]
     return {"streams": n_streams, "concurrent_branches": concurrent, "partials": partials,
-            "batch_size": pipeline.batch_size, "max_pending": config.max_pending, "workers": workers, "finals_batch_mean": round(sum(batches) / max(1, len(batches)), 2),
+            "batch_size": pipeline.batch_size, "max_pending": config.max_pending, "workers": workers,
+            "finals_batch_mean": round(sum(batches) / max(1, len(batches)), 2),
             "audio_s": round(audio_s, 1),
             "wall_s": round(wall, 1), "utterances": totals, "keeps_up": keeps_up,
             "utterance_s": summarize([m["utterance"]["duration_s"] * 1e3 for m in emotions]),

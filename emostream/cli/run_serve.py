@@ -42,12 +42,8 @@ def run_server(command: str, loop, gateway, pipeline, listen: str, announce: Cal
         say(command, f"cannot listen on {listen}: {exc.strerror or exc}")
         return 2
 
-    def stop() -> None:
-        loop.call(gateway.shutdown(), timeout=gateway.config.result_wait_s + 15)
-        pipeline.stop()
-
     say(command, announce(gateway.port))
-    run_until_stopped(command, pipeline.run, stop)
+    run_until_stopped(command, pipeline.run, lambda: gateway.stop(loop))
     return 0
 
 

@@ -190,16 +190,8 @@ class NatsWorkQueue:
 
     def get(self, timeout: float | None = None) -> Utterance | SpeechEvent | None:
         """A final utterance, else (with partials on) a fresh partial snapshot; None if none came."""
-        if self._closed:
-            time.sleep(timeout or 0)
-            return None
-        try:
-            return self.link.call(self._get(threading.get_ident(), timeout or 0.5),
-                                  timeout=(timeout or 0.5) + 10)
-        except Exception as exc:  # the bus is away: the fetch loop keeps trying
-            log.debug("fetch: %s", exc)
-            time.sleep(0.2)
-            return None
+        items = self.get_batch(1, timeout)
+        return items[0] if items else None
 
     def get_batch(self, limit: int, timeout: float | None = None) -> list[Utterance | SpeechEvent]:
         """What ``get`` returns, then what else the bus has ready now, up to ``limit``: finals

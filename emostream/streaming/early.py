@@ -5,12 +5,11 @@ Taken by a worker after the finals that wait, in the same batch (see ``queues`` 
 stretches (``_partial_due``), and no early work is scheduled while more finals wait than a batch
 takes. When the segmenter announces an end candidate, the final recognition starts then; if the
 VAD closes with no new speech its result is published at once (``speculated``), if speech resumes
-it is thrown away. While an utterance is
-open, its audio so far is recognized every ``partial_interval_s`` and published on
-``partial.<stream_id>`` with a LocalAgreement-2 stable prefix. A stream's partials for an utterance
-are published in order and only until the VAD closes it (so before its final, even one that is
-dropped or fails). Speculative finals need the close and the models in one process, so they run
-only on a queue that ``supports_speculation``.
+it is thrown away. While an utterance is open, its audio so far is recognized every
+``partial_interval_s`` and published on ``partial.<stream_id>`` with a LocalAgreement-2 stable
+prefix. A stream's partials for an utterance are published in order and only until the VAD closes
+it (so before its final, even one that is dropped or fails). Speculative finals need the close and
+the models in one process, so they run only on a queue that ``supports_speculation``.
 """
 
 from __future__ import annotations
@@ -87,12 +86,11 @@ class EarlyWork:
 
     def _partial_due(self, so_far: Utterance) -> bool:
         """The partial cadence stretches with the work waiting: the next partial of a stream is due
-        after ``partial_interval_s * (1 + backlog / per_take)`` of new audio, ``per_take`` being how
-        many items the next take holds (the batch size once the pipeline batches, else 1): so under
-        load fewer partials are scheduled, rather than scheduled and then skipped."""
+        after ``partial_interval_s * (1 + backlog / take)`` of new audio, ``take`` being how many
+        items a worker's next take holds (``Pipeline.take_size``): so under load fewer partials are
+        scheduled, rather than scheduled and then skipped."""
         p = self.pipeline
-        per_take = p.batch_size if len(p.queue) >= p.batch_from else 1
-        interval = p.config.segmenter.partial_interval_s * (1.0 + p.queue.backlog() / per_take)
+        interval = p.config.segmenter.partial_interval_s * (1.0 + p.queue.backlog() / p.take_size())
         key = (so_far.session, so_far.stream_id)
         seq, samples = self._offered_at.get(key, (0, 0))
         new_audio = len(so_far.samples) - (samples if seq == so_far.seq else 0)

@@ -279,14 +279,18 @@ class Pipeline:
             while True:
                 if self._sources_done.is_set() and self.open_ended and not self.sources:
                     return  # a bus consumer that was stopped: finish what it holds (done), take nothing new
-                behind = len(self.queue) >= self.batch_from  # finals waiting: a batch gains throughput
-                items = self.queue.get_batch(self.batch_size if behind else 1, timeout=0.1)
+                items = self.queue.get_batch(self.take_size(), timeout=0.1)
                 if not items:
                     if self._sources_done.is_set() and len(self.queue) == 0:
                         return
                     continue
                 self.run_batch([EarlyJob("partial", item.utterance) if isinstance(item, SpeechEvent) else item
                                 for item in items], sec_pool)  # a SpeechEvent: a partial snapshot from a bus
+
+    def take_size(self) -> int:
+        """How many items a worker's next take may hold: a batch once ``batch_from`` finals wait
+        (then a batch gains throughput), else one."""
+        return self.batch_size if len(self.queue) >= self.batch_from else 1
 
     def run_batch(self, items: list[Utterance | EarlyJob], sec_pool: Executor) -> None:
         """Finals and early jobs of any streams, recognized together, each then published (or

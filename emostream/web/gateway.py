@@ -282,6 +282,12 @@ class Gateway:
         scheme = "https" if self.config.tls_cert else "http"
         return bool(host) and origin.lower() == f"{scheme}://{host}".lower()
 
+    def stop(self, loop) -> None:
+        """From a plain thread (``loop``: the ``LoopThread`` it runs on): end every stream with its
+        last results (``shutdown``), then let the pipeline finish."""
+        loop.call(self.shutdown(), timeout=self.config.result_wait_s + 15)
+        self.pipeline.stop()
+
     async def shutdown(self) -> None:
         """Stop taking connections; every open stream ends, gets its last results, and is closed 1001."""
         self._closing = True

@@ -33,8 +33,7 @@ class LocalServer:
 
     def stop(self) -> None:
         """End every stream (last results, close 1001), then let the pipeline finish."""
-        self.loop.call(self.gateway.shutdown(), timeout=self.config.result_wait_s + 15)
-        self.pipeline.stop()
+        self.gateway.stop(self.loop)
 
     def close(self) -> None:
         self.loop.stop()
