@@ -7,10 +7,13 @@ Sections, one JSON (``cluster.json``) and one PNG (``cluster.png``):
    gateway (WebSocket) + NATS JetStream + one worker, interleaved, same models and threads. The
    clock starts when the VAD closes the utterance and stops when the consumer has the result: the
    in-process sink, or the WebSocket client (gateway and client on this machine, one wall clock).
-2. **Streams.** 1, 2, 4 … real-time WebSocket clients at once, until the cluster stops keeping up
-   (no utterance dropped or failed, every final delivered, p95 queue wait < 1 s), for one worker
-   recognizing two utterances at a time (``--concurrency 2``, one model copy) and two workers
-   recognizing one each (two model copies); ASR 1 thread per recognition in both.
+2. **Streams.** 1, 2, 4, 8, 16, 24, 32 … real-time WebSocket clients at once, until the cluster
+   stops keeping up (no utterance dropped or failed, every final delivered, p95 queue wait < 1 s),
+   for each worker setup in ``WORKER_SETUPS``: one worker taking one utterance at a time
+   (``--batch-size 1``, the worker before batching) against the default (batches once finals pile
+   up); one worker recognizing two at a time (``--concurrency 2``, one model copy) both ways; and
+   two workers (two model copies). The machine's cores are split among the recognitions at once
+   (``--threads``). Streams per worker = the most that keep up / workers.
 3. **Soak.** ``soak_streams`` real-time clients for ``soak_minutes`` (each streams a recording,
    ends, reconnects), RSS of every process sampled every 10 s; growth after the first 5 minutes,
    and the account: utterances = finals + dropped + failed (+ missing, which should be 0).
@@ -30,7 +33,7 @@ import numpy as np
 
 from emostream.benchmarks.live import RATE, recording, run_path
 from emostream.benchmarks.runner import machine_info, ratio, summarize
-from emostream.benchmarks.streams import KEEP_UP_QUEUE_WAIT_P95_MS, KEEP_UP_RULE
+from emostream.benchmarks.streams import KEEP_UP_QUEUE_WAIT_P95_MS, KEEP_UP_RULE, stream_steps
 from emostream.benchmarks.utterances import bench_utterances, dialogue
 from emostream.cluster.client import stream_audio
 from emostream.cluster.local import NatsServer, Processes, free_port, rss_mb
@@ -43,7 +46,7 @@ class ClusterBenchConfig:
     threads: int = 2  # ASR threads for the latency comparison (as `listen --threads`)
     utterances: int = 12
     repeats: int = 2
-    max_streams: int = 16
+    max_streams: int = 32
     stream_sentences: int = 6
     soak_minutes: float = 30.0
     soak_streams: int = 4
@@ -72,11 +75,13 @@ class _Cluster:
                          "--max-streams", "256")
         self.procs.wait_log("gateway", "/v1/stream")
 
-    def workers(self, count: int, concurrency: int, threads: int) -> list[str]:
-        names = [f"w{count}x{concurrency}-{i}" for i in range(count)]
+    def workers(self, count: int, concurrency: int, threads: int, batch_size: int | None = None) -> list[str]:
+        """``batch_size`` None: the worker's default."""
+        names = [f"w{count}x{concurrency}b{batch_size or 'd'}-{i}" for i in range(count)]
+        batch = [] if batch_size is None else ["--batch-size", str(batch_size)]
         for n in names:
             self.procs.start(n, "worker", "--nats", self.nats.url, "--name", n, "--concurrency", str(concurrency),
-                             "--threads", str(threads))
+                             "--threads", str(threads), *batch)
         for n in names:
             self.procs.wait_log(n, "taking utterances", timeout=300)
         return names
@@ -176,13 +181,26 @@ def _streams_run(cluster: _Cluster, n: int, sentences: int) -> dict:
             "audio_s": round(max(len(a) for a in audios) / RATE, 1)}
 
 
-def _streams(cfg: ClusterBenchConfig, cluster: _Cluster) -> dict:
+# label: (workers, --concurrency each, --batch-size or None for the default); "before": as the worker
+# was before it batched (one utterance at a time)
+WORKER_SETUPS: dict[str, tuple[int, int, int | None]] = {
+    "1_worker_batch_1": (1, 1, 1), "1_worker": (1, 1, None),
+    "1_worker_x_2_batch_1": (1, 2, 1), "1_worker_x_2": (1, 2, None),
+    "2_workers_x_1": (2, 1, None),
+}
+
+
+def _streams(cfg: ClusterBenchConfig, cluster: _Cluster, cores: int) -> dict:
+    import os
+
+    cores = cores or os.cpu_count() or 1
     out = {}
-    for label, (count, concurrency) in {"1_worker_x_2": (1, 2), "2_workers_x_1": (2, 1)}.items():
-        names = cluster.workers(count, concurrency, threads=1)
-        runs, n = [], 1
+    for label, (count, concurrency, batch_size) in WORKER_SETUPS.items():
+        threads = max(1, cores // (count * concurrency))
+        names = cluster.workers(count, concurrency, threads, batch_size)
+        runs = []
         try:
-            while n <= cfg.max_streams:
+            for n in stream_steps(cfg.max_streams):
                 run = _streams_run(cluster, n, cfg.stream_sentences)
                 runs.append(run)
                 _say(f"      {label}, {n} stream(s): {run['utterances']['finals']}/{run['utterances']['utterances']} "
@@ -191,12 +209,18 @@ def _streams(cfg: ClusterBenchConfig, cluster: _Cluster) -> dict:
                      f"{'' if run['keeps_up'] else ' — falls behind'}")
                 if not run["keeps_up"]:
                     break
-                n *= 2
         finally:
             cluster.stop_workers(names)
         kept = [r["streams"] for r in runs if r["keeps_up"]]
-        out[label] = {"runs": runs, "max_realtime_streams": max(kept) if kept else 0,
+        most = max(kept) if kept else 0
+        out[label] = {"workers": count, "concurrency": concurrency, "batch_size": batch_size or "default",
+                      "threads_each": threads, "runs": runs, "max_realtime_streams": most,
+                      "streams_per_worker": most / count,
                       "max_realtime_streams_is_lower_bound": bool(runs and runs[-1]["keeps_up"])}
+    out["batched_over_batch_1"] = {
+        after: {str(a["streams"]): ratio(a["vad_close_to_client_ms"], b["vad_close_to_client_ms"], ("median", "p95"))
+                for a in out[after]["runs"] for b in out[before]["runs"] if a["streams"] == b["streams"]}
+        for after, before in (("1_worker", "1_worker_batch_1"), ("1_worker_x_2", "1_worker_x_2_batch_1"))}
     out["keep_up_rule"] = KEEP_UP_RULE + ", every final delivered to its client"
     return out
 
@@ -290,9 +314,9 @@ def run_cluster_bench(cfg: ClusterBenchConfig) -> dict:
             finally:
                 cluster.stop_workers(names)
                 recognizer.close()
-            _say(f"[2/3] real-time streams through the cluster (1, 2, 4 … ≤ {cfg.max_streams}): 1 worker × 2 vs "
-                 "2 workers × 1…")
-            results["streams"] = _streams(cfg, cluster)
+            _say(f"[2/3] real-time streams through the cluster (1, 2, 4 … ≤ {cfg.max_streams}) for "
+                 f"{', '.join(WORKER_SETUPS)}…")
+            results["streams"] = _streams(cfg, cluster, cfg.threads)
             if cfg.soak_minutes > 0:
                 _say(f"[3/3] soak: {cfg.soak_streams} real-time streams for {cfg.soak_minutes:g} min, RSS every 10 s…")
                 results["soak"] = _soak(cfg, cluster)
@@ -328,7 +352,8 @@ def plot(results: dict, path: Path) -> None:
                     label=label.replace("_", " "))
     ax.set(xscale="log", xlabel="real-time streams", ylabel="p95 VAD close → client (ms)",
            title="streams through the cluster")
-    ax.set_xticks([1, 2, 4, 8, 16], ["1", "2", "4", "8", "16"])
+    steps = stream_steps(results["config"]["max_streams"])
+    ax.set_xticks(steps, [str(n) for n in steps])
     ax.minorticks_off()
     ax.legend()
     ax = axes[2]
@@ -359,7 +384,8 @@ def print_cluster_summary(results: dict, out: Path) -> None:
     for label, d in results["streams"].items():
         if isinstance(d, dict) and "runs" in d:
             bound = "≥ " if d["max_realtime_streams_is_lower_bound"] else ""
-            print(f"  real-time streams, {label.replace('_', ' ')}: {bound}{d['max_realtime_streams']}")
+            print(f"  real-time streams, {label.replace('_', ' ')} (threads {d['threads_each']} each): "
+                  f"{bound}{d['max_realtime_streams']}, {d['streams_per_worker']:g} per worker process")
     soak = results.get("soak")
     if soak:
         a = soak["account"]

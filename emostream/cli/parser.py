@@ -392,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/bench", help="directory for results.json and the PNGs (default %(default)s)")
     p.add_argument("--threads", type=int, default=_threads(), help="CPU threads (ASR all, SEC/text half, as listen)")
     p.add_argument("--sec-backend", default="auto", choices=BACKENDS, help="SEC backend for the pipeline sections")
-    p.add_argument("--max-streams", type=int, default=None, help="stop the stream scaling here (default 4 quick, 8)")
+    p.add_argument("--max-streams", type=int, default=None,
+                   help="stop the stream scaling here (default 4 with --quick, else 32)")
     p.add_argument("--no-page", action="store_true",
                    help="skip the page section (Chromium with a WAV as its microphone against listen; it is skipped "
                         "with the reason anyway where Chromium or Playwright is missing)")
@@ -400,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print new/old ratios of every median/p95/p99 in two results.json files, run nothing")
     p.add_argument("--cluster", action="store_true",
                    help="instead: the cluster on this machine (nats-server, gateway, workers as processes): latency "
-                        "vs in process, real-time streams for 1 worker x 2 vs 2 workers x 1, and a soak with RSS; "
+                        "vs in process, real-time streams per worker (one at a time vs batched, --concurrency 2, two "
+                        "workers), and a soak with RSS; "
                         "writes cluster.json and cluster.png (README 'Cluster')")
     p.add_argument("--soak-minutes", type=float, default=None, metavar="M",
                    help="with --cluster: soak length (default 30; 2 with --quick; 0 = no soak)")

@@ -78,7 +78,7 @@ def run_worker(args: argparse.Namespace) -> int:
         return 2
     try:
         try:
-            recognizer = load_recognizer(args)
+            recognizer = load_recognizer(args, parallel=args.concurrency)
         except (RuntimeError, OSError, ValueError) as exc:
             say("worker", f"cannot load the models: {exc}")
             return 2

@@ -61,6 +61,9 @@ class NatsWorkQueue:
         self.on_failed: Callable[[Utterance, str], None] | None = None  # gave up on it (consumer side)
         self._lock = threading.Lock()
         self._held: dict[int, tuple[Any, Utterance]] = {}  # id(utterance) -> (msg, utterance) while recognized
+        # finals the work queue held for any worker after the last one fetched here (its metadata):
+        # what the pipeline's take size reads, as it reads an in-process queue's length
+        self._server_waiting = 0
         self._subs: dict[int, tuple[Any, Any]] = {}  # thread id -> (finals, early) pull subscriptions
         self._closed = False
         self._sending = False
@@ -167,7 +170,10 @@ class NatsWorkQueue:
             self.on_drop(utterance, reason)
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued utterance was sent (or dropped); True if the outbox emptied."""
+        """Wait until every queued utterance was sent (or dropped); True if the outbox emptied. A
+        consumer sends nothing: True at once."""
+        if self.role != "produce":
+            return True
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if len(self) == 0 and self.link.call(self._idle(), timeout=5):
@@ -240,6 +246,7 @@ class NatsWorkQueue:
         while True:
             msg = await self._fetch(finals, timeout if early is None else min(timeout, 0.2))
             if msg is None:
+                self._server_waiting = 0
                 break
             utterance = await self._take_final(msg)
             if utterance is not None:
@@ -260,6 +267,7 @@ class NatsWorkQueue:
 
     async def _take_final(self, msg) -> Utterance | None:
         delivery = msg.metadata.num_delivered
+        self._server_waiting = msg.metadata.num_pending
         if delivery > 1:
             self.counters["redelivered"] += 1
         try:
@@ -351,16 +359,19 @@ class NatsWorkQueue:
 
     # --- both -----------------------------------------------------------------------------------
     def __len__(self) -> int:
+        """Producer: finals not yet sent. Consumer: finals waiting on the server as of the last fetch."""
         if self.role == "produce":
             return self._outbox.qsize()
-        with self._lock:
-            return len(self._held)
+        return self._server_waiting
 
     def backlog(self) -> int:
         return len(self)
 
     def stats(self) -> dict[str, Any]:
-        return {"depth": len(self), "capacity": self.capacity, "dropped": self.dropped,
+        with self._lock:
+            held = len(self._held)
+        return {"depth": len(self), **({"held": held} if self.role == "consume" else {}),
+                "capacity": self.capacity, "dropped": self.dropped,
                 "high_water": self.high_water, "bus": {"role": self.role, "session": self.session,
                                                        **self.counters, **self.link.counters}}
 
@@ -372,11 +383,23 @@ class NatsWorkQueue:
                 self.link.call(self._advisories.unsubscribe(), timeout=5)
             except Exception as exc:
                 log.debug("advisory unsubscribe: %s", exc)
+        if self.role == "consume":
+            try:  # its pull inboxes too: nats-py's drain would wait on them until its timeout
+                self.link.call(self._unsubscribe_pulls(), timeout=5)
+            except Exception as exc:
+                log.debug("pull unsubscribe: %s", exc)
         if self.role == "produce":
             try:
                 self.link.call(self._abandon(), timeout=5)
             except Exception as exc:
                 log.warning("could not account for unsent utterances: %s", exc)
+
+    async def _unsubscribe_pulls(self) -> None:
+        for subs in list(self._subs.values()):
+            for sub in subs:
+                if sub is not None:
+                    await sub.unsubscribe()
+        self._subs.clear()
 
     async def _abandon(self) -> None:
         self._sender.cancel()

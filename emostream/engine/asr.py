@@ -45,6 +45,9 @@ class ASRConfig:
     language: str | None = "en"
     beam_size: int = 1
     cpu_threads: int = 1
+    # recognitions decoded at once, sharing one copy of the weights (CTranslate2 inter_threads): one
+    # per pipeline worker, or the workers' ASR calls queue behind each other
+    parallel: int = 1
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
     context: str = "real"  # "real": utterance + zeros to the window below (full on a runaway); "full": the 30 s window
@@ -57,6 +60,8 @@ class ASRConfig:
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
             raise ValueError(f"ASR context must be one of {CONTEXTS}, not {self.context!r}")
+        if self.parallel < 1:
+            raise ValueError(f"ASR parallel must be at least 1, got {self.parallel}")
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,7 @@ class SpeechRecognizer:
 
             try:
                 self._loaded = WhisperModel(self._model_path, device=self.device, compute_type=self.compute_type,
-                                            cpu_threads=self.config.cpu_threads,
+                                            cpu_threads=self.config.cpu_threads, num_workers=self.config.parallel,
                                             local_files_only=os.environ.get("HF_HUB_OFFLINE") == "1")
             except Exception as exc:
                 raise RuntimeError(f"cannot load ASR model {self._model_path!r} on {self.device}/{self.compute_type}: "

@@ -256,3 +256,13 @@ def test_killed_gateway_client_sees_the_close_and_reconnects(cluster, processes,
     again = asyncio.run(stream_file(cluster["url"], str(dialogue.path), "robot", realtime=False))
     assert again.close_code == 1000 and again.session != result.session
     assert [m["seq"] for m in again.finals] == list(range(1, len(dialogue.sentences) + 1))
+
+
+def test_a_stopped_worker_exits_cleanly(cluster, processes):
+    """SIGTERM (as systemd or Kubernetes stop a worker): it finishes what it holds and exits 0, its log
+    free of tracebacks (a consumer once tried to flush a producer's outbox it does not have)."""
+    worker = processes.procs["w2"]
+    assert worker.poll() is None
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, processes.log("w2")[-2000:]
+    assert "Traceback" not in processes.log("w2"), processes.log("w2")[-2000:]

@@ -113,6 +113,21 @@ def test_batched_decodes_are_the_single_decodes(asr_real, speech):
     assert capped.transcribe_many(tight)[0].context == "real->full"
 
 
+def test_parallel_decodes_share_one_model_and_equal_the_single_ones(asr_real, speech):
+    """``parallel=2`` (a worker's --concurrency 2): two CTranslate2 replicas of one model, so two
+    threads decode at once instead of queueing; each transcript is what the one-replica model gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    two = SpeechRecognizer(ASRConfig(cpu_threads=1, context="real", parallel=2))
+    assert two.model.model.num_workers == 2 and asr_real.model.model.num_workers == 1
+    waves = list(speech.values()) * 2
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(two.transcribe, waves))
+    assert [t.text for t in together] == [asr_real.transcribe(w).text for w in waves]
+    with pytest.raises(ValueError, match="parallel"):
+        ASRConfig(parallel=0)
+
+
 def test_a_released_model_loads_again_on_use(speech):
     asr = SpeechRecognizer(ASRConfig(cpu_threads=2, context="real"))
     before = asr.transcribe(speech["happy"])

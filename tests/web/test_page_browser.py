@@ -154,6 +154,32 @@ def test_a_wrong_token_and_an_overload_are_said_in_words(playwright, server, mic
         procs.stop_all()
 
 
+def test_audio_lost_while_the_stream_connects_is_said(playwright, server, microphone_wav):
+    """Capture starts at Start and waits (5 s at most) for the stream's ready; a server slower than
+    that loses the oldest frames, and the page says how much instead of dropping them silently. The
+    page's WebSocket is routed to this test (Playwright), which answers ready only after 6.5 s."""
+    host, _ = server
+    browser = browser_page.launch(playwright, microphone_wav)
+    try:
+        page = browser.new_page()
+        routes = []
+        page.route_web_socket(re.compile(r".*/v1/stream.*"), lambda ws: routes.append(ws))
+        page.goto(f"http://{host}/?token={TOKEN}")
+        page.get_by_role("button", name=re.compile("Start")).click()
+        page.wait_for_function("() => window.emostream.earlyDropped > 0", timeout=20_000)
+        page.wait_for_timeout(1500)
+        assert len(routes) == 1 and page.locator("#error").text_content() == ""
+        routes[0].send(json.dumps({"type": "ready", "stream_id": "slow"}))
+        page.wait_for_function("() => document.getElementById('error').textContent.length > 0", timeout=10_000)
+        said = page.locator("#error").text_content()
+        dropped = page.evaluate("window.emostream.earlyDropped")
+        seconds = float(re.search(r"first ([0-9.]+) s", said).group(1))
+        assert "not sent" in said and seconds == pytest.approx(dropped * 0.02, abs=0.051), said
+        assert seconds >= 1.0, said  # 6.5 s waited, 5 s kept
+    finally:
+        browser.close()
+
+
 LAYOUT_JS = """() => {
     const width = document.documentElement.clientWidth;
     const outside = [...document.querySelectorAll('button, input, label, summary, canvas, h1, h2, table, p')]

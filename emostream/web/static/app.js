@@ -171,6 +171,7 @@ async function startMicrophone() {
   // Capture starts now and its frames wait while the stream connects, so the first words said after
   // Start are not lost to the handshake (MAX_EARLY at most; more are dropped oldest first, counted).
   early = [];
+  session.earlyDropped = 0;
   const context = new AudioContext();
   const source = context.createMediaStreamSource(stream);
   const sink = context.createGain();
@@ -209,6 +210,10 @@ async function startMicrophone() {
   const held = early;
   early = null;
   for (const [frame, capturedAt] of held) sendFrame(frame, capturedAt);
+  if (session.earlyDropped > 0) { // a loss is said, never silent
+    const seconds = (session.earlyDropped * FRAME_SAMPLES) / TARGET_RATE;
+    showError(`the stream took long to connect: the first ${seconds.toFixed(1)} s of audio after Start were not sent`);
+  }
 }
 
 function onOff(value) {
