@@ -15,6 +15,7 @@ published, partials published / stretched / skipped, and whether it keeps up (``
 
     python experiments/threads_workers_batch.py --out runs/threads_workers_batch
     python experiments/threads_workers_batch.py --streams 8 16 --threads 1 2 --workers 1 2
+    python experiments/threads_workers_batch.py --threads 1 --workers 2 --streams 1 8 16 --repeats 2
 
 Writes ``results.json`` and ``table.md`` into ``--out``. Takes about 45 s per row on 2 cores.
 """
@@ -55,6 +56,7 @@ def main() -> None:
                     help="batch sizes; 'default' = the adaptive default")
     ap.add_argument("--streams", type=int, nargs="+", default=[8, 16])
     ap.add_argument("--sentences", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each row (they vary run to run)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -68,7 +70,7 @@ def main() -> None:
                                 torch_threads=max(1, threads // 2))
         recognizer.warm_up()
         try:
-            for batch, streams in itertools.product(args.batch, args.streams):
+            for _, batch, streams in itertools.product(range(args.repeats), args.batch, args.streams):
                 size = None if batch == "default" else int(batch)
                 r = run_streams(recognizer, streams, args.sentences, "tcp://127.0.0.1:*", workers=workers,
                                 batch_size=size)

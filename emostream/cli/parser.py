@@ -258,7 +258,8 @@ def _cluster_parsers(sub) -> None:
                "  emostream bridge        # results on ZeroMQ tcp://127.0.0.1:5556 as from `listen`")
     p.add_argument("--name", default=None, help="worker id in results and status (default worker-HOST-PID)")
     p.add_argument("--concurrency", type=int, default=1, metavar="N",
-                   help="utterances recognized at once by this process, sharing one copy of the models (default 1)")
+                   help="utterances recognized at once by this process, sharing one copy of the models (the ASR "
+                        "decodes them side by side on shared weights; default 1)")
     _batch_flag(p)
     p.add_argument("--no-partials", action="store_true", help="take only finals, never partial snapshots")
     p.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")

@@ -114,6 +114,29 @@ def test_failed_utterance_is_retried_then_counted_failed(link):
     producer.close()
 
 
+def test_a_worker_sees_the_backlog_on_the_bus_and_takes_a_batch_acking_each(link):
+    """The worker's take size reads ``len(queue)``: on the bus, the finals still waiting there (the
+    fetched message's num_pending), so a worker batches when the bus is behind, as in process."""
+    producer = NatsWorkQueue(link, wire.BusConfig(), role="produce", session="batch")
+    consumer = NatsWorkQueue(link, wire.BusConfig(), role="consume", partials=False)
+    _drain(consumer)
+    assert len(consumer) == 0
+    for seq in range(1, 7):
+        producer.put(_utt(seq))
+    assert producer.flush(5)
+    first = consumer.get_batch(1, timeout=2)
+    assert [u.seq for u in first] == [1] and len(consumer) == 5
+    rest = consumer.get_batch(8, timeout=2)
+    assert [u.seq for u in rest] == [2, 3, 4, 5, 6] and len(consumer) == 0
+    assert consumer.stats()["held"] == 6 and consumer.stats()["depth"] == 0
+    for u in first + rest:
+        consumer.task_done(u, "published")  # each acked on its own
+    assert consumer.stats()["held"] == 0 and consumer.counters["acked"] == 6
+    assert consumer.get_batch(8, timeout=0.3) == [] and len(consumer) == 0
+    consumer.close()
+    producer.close()
+
+
 def test_stale_utterances_are_dropped_and_counted_and_partials_wait_for_finals(link):
     config = wire.BusConfig(max_lag_s=1.0)
     producer = NatsWorkQueue(link, config, role="produce", session="lag")
