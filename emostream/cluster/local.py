@@ -122,21 +122,30 @@ class Processes:
         self.logs = Path(logs)
         self.logs.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen] = {}
+        self._log_starts: dict[str, int] = {}  # where each name's latest run begins in its (appended) log
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        log = self.logs / f"{name}.log"
+        self._log_starts[name] = log.stat().st_size if log.exists() else 0
         proc = subprocess.Popen([sys.executable, "-m", "emostream.cli.main", *args],
-                                stdout=open(self.logs / f"{name}.log", "ab"), stderr=subprocess.STDOUT, env=env)
+                                stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env)
         self.procs[name] = proc
         return proc
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
 
+    def _latest_log(self, name: str) -> str:
+        with open(self.logs / f"{name}.log", "rb") as f:
+            f.seek(self._log_starts.get(name, 0))
+            return f.read().decode(errors="replace")
+
     def wait_log(self, name: str, text: str, timeout: float = 120.0) -> None:
+        """Until the latest run of ``name`` says ``text`` (a restarted name's earlier lines do not count)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if text in self.log(name):
+            if text in self._latest_log(name):
                 return
             if self.procs[name].poll() is not None:
                 raise RuntimeError(f"{name} exited ({self.procs[name].returncode}):\n{self.log(name)[-2000:]}")

@@ -207,3 +207,18 @@ def test_utterance_whose_workers_all_died_is_counted_failed_and_deleted(link):
 def test_unreachable_server_is_a_clear_error():
     with pytest.raises(BusError, match="cannot reach the NATS server"):
         NatsLink(NatsOptions(url="nats://127.0.0.1:9", connect_timeout_s=1.0))
+
+
+def test_a_restarted_process_is_waited_for_by_its_own_log_lines(tmp_path):
+    """Processes appends a restarted name's output to the same log; waiting for a line must not be
+    satisfied by the previous run's (the cluster bench once measured a worker still loading)."""
+    from cluster_helpers import Processes
+
+    procs = Processes(tmp_path)
+    procs.start("x", "devices", "--help")
+    procs.wait_log("x", "List the input devices", timeout=60)
+    procs.procs["x"].wait(30)
+    procs.start("x", "bench", "--help")
+    with pytest.raises(RuntimeError, match="exited"):
+        procs.wait_log("x", "List the input devices", timeout=60)
+    assert "List the input devices" in procs.log("x")  # the whole log is still there
