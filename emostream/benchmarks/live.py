@@ -80,13 +80,14 @@ def recording(utts: list[BenchUtterance]) -> tuple[np.ndarray, list[tuple[int, i
     return np.concatenate(parts), regions
 
 
-def run_path(recognizer, utts: list[BenchUtterance], endpoint: str, segmenter) -> dict:
+def run_path(recognizer, utts: list[BenchUtterance], endpoint: str, segmenter, workers: int = 1) -> dict:
     from emostream.sinks.publisher import Publisher
     from emostream.streaming.pipeline import Pipeline, PipelineConfig
 
     audio, regions = recording(utts)
     source, sink = PacedAudio("bench", audio), _Timed()
-    pipeline = Pipeline(recognizer, [source], [sink], PipelineConfig(segmenter=segmenter), publisher=Publisher(endpoint))
+    pipeline = Pipeline(recognizer, [source], [sink], PipelineConfig(segmenter=segmenter, workers=workers),
+                        publisher=Publisher(endpoint))
     pipeline.run()
     finals = [(t, m) for t, topic, m in sink.messages if m["type"] == "emotion"]
     partials = [(t, m) for t, topic, m in sink.messages if m["type"] == "partial"]
@@ -136,7 +137,9 @@ def asr_paths(recognizer, utts: list[BenchUtterance], references: dict[str, str]
     return out
 
 
-def live_latency(recognizer, utts: list[BenchUtterance], endpoints, repeats: int, progress=None) -> dict:
+def live_latency(recognizer, utts: list[BenchUtterance], endpoints, repeats: int, progress=None,
+                 workers: int = 1) -> dict:
+    """``workers``: as ``listen --concurrency``."""
     from emostream.streaming.segmenter import SegmenterConfig
 
     paths = {"emostream": (recognizer.with_asr_context("real"), SegmenterConfig()),
@@ -145,7 +148,7 @@ def live_latency(recognizer, utts: list[BenchUtterance], endpoints, repeats: int
     runs: dict[str, list[dict]] = {k: [] for k in paths}
     for rep in range(repeats):
         for name, (rec, seg) in paths.items():
-            runs[name].append(run_path(rec, utts, next(endpoints), seg))
+            runs[name].append(run_path(rec, utts, next(endpoints), seg, workers))
             if progress:
                 progress(name, rep, runs[name][-1])
     merged = {name: {k: (sum((r[k] for r in rs), []) if isinstance(rs[0][k], list) else sum(r[k] for r in rs))

@@ -153,9 +153,10 @@ def speech_end_to_shown(run: PageRun, regions: list[tuple[int, int, int, int]], 
     return out
 
 
-def page_latency(recognizer, utts, endpoints, repeats: int = 1, progress=None) -> dict:
+def page_latency(recognizer, utts, endpoints, repeats: int = 1, progress=None, workers: int = 1) -> dict:
     """The bench's utterances (``live.recording``) spoken into the page, against the same recording
-    through ``listen``'s path (paced like a microphone, published in this process), interleaved."""
+    through ``listen``'s path (paced like a microphone, published in this process), interleaved;
+    ``workers``: as ``--concurrency``, for both."""
     why = unavailable()
     if why:
         return {"skipped": why}
@@ -180,9 +181,9 @@ def page_latency(recognizer, utts, endpoints, repeats: int = 1, progress=None) -
         wav = Path(tmp) / "page.wav"
         sf.write(wav, audio, RATE, subtype="PCM_16")
         for rep in range(repeats):
-            listened = run_path(recognizer, utts, next(endpoints), SegmenterConfig())
+            listened = run_path(recognizer, utts, next(endpoints), SegmenterConfig(), workers)
             listen_ms += [round(float(ms), 1) for ms in listened["speech_end_to_publish"]]
-            with running(recognizer, GatewayConfig(port=0), PipelineConfig(role="serve")) as server:
+            with running(recognizer, GatewayConfig(port=0), PipelineConfig(role="serve", workers=workers)) as server:
                 run = stream_through_page(playwright, server.url(), wav, len(audio) / RATE)
             lag = frame_lag(audio, run.sent_rms)
             shown = [round(float(ms), 1) for ms in speech_end_to_shown(run, regions, lag)]

@@ -77,13 +77,13 @@ def latency_vs_streams(results: dict, path: Path) -> None:
         if off:
             ax.plot([r["streams"] for r in off], [r["latency_ms"].get("vad_close_to_publish", {}).get(key, np.nan)
                                                   for r in off], style, alpha=0.6, label=f"{key}, partials off")
-    other = results["streams"].get("other_batch_size", {})
+    other = results["streams"].get("baseline", {})
     one = other.get("runs", [])
     for key, style in (("median", "^-."), ("p95", "v-.")):
         if one:
             ax.plot([r["streams"] for r in one], [r["latency_ms"].get("vad_close_to_publish", {}).get(key, np.nan)
                                                   for r in one], style, alpha=0.6,
-                    label=f"{key}, partials on, batch {other['batch_size']}")
+                    label=f"{key}, partials on, baseline ({other['flags']})")
     for r in runs:
         if not r["keeps_up"]:
             why = (f"{r['utterances']['dropped']} dropped" if r["utterances"]["dropped"] else

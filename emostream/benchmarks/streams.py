@@ -91,11 +91,13 @@ def stream_steps(max_streams: int) -> list[int]:
 
 
 def stream_scaling(recognizer, max_streams: int, sentences: int, endpoints, progress=None,
-                   partials: bool = True, batch_size: int | None = None) -> dict:
-    """``partials``: as ``listen`` runs by default (every 0.5 s, shed under load) or off."""
+                   partials: bool = True, batch_size: int | None = None, workers: int = 1) -> dict:
+    """``partials``: as ``listen`` runs by default (every 0.5 s, shed under load) or off;
+    ``workers``: as ``--concurrency`` (the recognizer wants as many ASR replicas)."""
     runs = []
     for n in stream_steps(max_streams):
-        run = run_streams(recognizer, n, sentences, next(endpoints), partials=partials, batch_size=batch_size)
+        run = run_streams(recognizer, n, sentences, next(endpoints), partials=partials, batch_size=batch_size,
+                          workers=workers)
         runs.append(run)
         if progress:
             progress(n, run)

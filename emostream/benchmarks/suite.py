@@ -24,7 +24,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from emostream.streaming.pipeline import default_concurrency
+
 log = logging.getLogger(__name__)
+
+# the streams section's same-run baseline: how one process recognized before batching and concurrency
+BASELINE = "--concurrency 1 --batch-size 1"
 
 
 @dataclass
@@ -32,6 +37,7 @@ class BenchConfig:
     out: Path = Path("runs/bench")
     quick: bool = False
     threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    concurrency: int = field(default_factory=default_concurrency)  # as listen --concurrency
     backends: tuple[str, ...] = ("torch", "onnxruntime", "onnxruntime-cuda", "tensorrt")
     sec_backend: str = "auto"  # what the pipeline sections use, as listen would
     utterances: int = 12
@@ -82,9 +88,10 @@ def run_bench(cfg: BenchConfig) -> dict:
 
     t_start = time.monotonic()
     sec_threads = max(1, cfg.threads // 2)
-    _say(f"loading models (ASR {cfg.threads} threads, SEC/text {sec_threads}, as `emostream listen` splits them)…")
-    recognizer = Recognizer(asr=ASRConfig(cpu_threads=cfg.threads), torch_threads=sec_threads,
-                            sec_backend=cfg.sec_backend)
+    _say(f"loading models (ASR {cfg.threads} threads × {cfg.concurrency} at once, SEC/text {sec_threads}, as "
+         "`emostream listen` splits them)…")
+    recognizer = Recognizer(asr=ASRConfig(cpu_threads=cfg.threads, parallel=cfg.concurrency),
+                            torch_threads=sec_threads, sec_backend=cfg.sec_backend)
     recognizer.warm_up()
     rss_models = peak_rss_mb()
     utts = bench_utterances(cfg.utterances, cfg.ravdess_clips)
@@ -125,7 +132,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     _say(f"[3/5] live: {len(utts)} utterances at real-time pace through the segmenter, streaming path vs "
          f"30 s window, × {cfg.live_repeats}…")
     results["live"] = live.live_latency(
-        recognizer, utts, endpoints, cfg.live_repeats,
+        recognizer, utts, endpoints, cfg.live_repeats, workers=cfg.concurrency,
         progress=lambda name, rep, r: _say(f"      {name}: {r['finals']} finals, {r['partials']} partials, "
                                            f"{r['speculated']} speculative finals used"))
     results["live"]["asr_paths"] = live.asr_paths(recognizer, utts, references(utts))
@@ -134,7 +141,7 @@ def run_bench(cfg: BenchConfig) -> dict:
         _say(f"[4/5] the page: the same {len(utts)} utterances spoken into Chromium (fake microphone) vs listen, "
              f"× {cfg.live_repeats}…")
         results["page"] = page.page_latency(
-            recognizer, utts, endpoints, cfg.live_repeats,
+            recognizer, utts, endpoints, cfg.live_repeats, workers=cfg.concurrency,
             progress=lambda rep, r, shown: _say(f"      page: {r['finals']} finals ({r['listen_finals']} via listen), "
                                                 f"{len(shown)} of {r['spoken']} timed; browser CPU idle "
                                                 f"{r['browser_cpu']['idle']['percent_of_one_core']} %, streaming "
@@ -145,8 +152,8 @@ def run_bench(cfg: BenchConfig) -> dict:
         results["page"] = {"skipped": "--no-page"}
 
     def scaled(r) -> None:
-        _say(f"      {r['streams']} stream(s){'' if r['concurrent_branches'] else ', sequential'}, batch "
-             f"{r['batch_size']} (finals' mean {r['finals_batch_mean']}), partials "
+        _say(f"      {r['streams']} stream(s){'' if r['concurrent_branches'] else ', sequential'}, "
+             f"{r['workers']} at once, batch {r['batch_size']} (finals' mean {r['finals_batch_mean']}), partials "
              f"{'on' if r['partials'] else 'off'}: {r['utterances']['published']}/{r['utterances']['utterances']} "
              f"published, {r['utterances']['partials']} partials ({r['utterances']['partials_skipped']} skipped, "
              f"{r['utterances']['partials_stretched']} stretched), "
@@ -156,17 +163,16 @@ def run_bench(cfg: BenchConfig) -> dict:
     _say(f"[5/5] real-time streams (1, 2, 4 … ≤ {cfg.max_streams}), {cfg.stream_sentences} sentences each, "
          f"partials on, then off…")
     results["streams"] = streams.stream_scaling(recognizer, cfg.max_streams, cfg.stream_sentences, endpoints,
-                                                progress=lambda n, r: scaled(r))
+                                                progress=lambda n, r: scaled(r), workers=cfg.concurrency)
     off = streams.stream_scaling(recognizer, cfg.max_streams, cfg.stream_sentences, endpoints,
-                                 progress=lambda n, r: scaled(r), partials=False)
-    chosen = results["streams"]["runs"][0]["batch_size"]
-    other = 1 if chosen > 1 else 8
-    _say(f"      the same, partials on, with --batch-size {other} instead of the default {chosen}…")
+                                 progress=lambda n, r: scaled(r), partials=False, workers=cfg.concurrency)
+    _say(f"      the same, partials on, as before batching (one at a time, one worker: {BASELINE}) for the "
+         "ratios…")
     alt = streams.stream_scaling(recognizer, cfg.max_streams, cfg.stream_sentences, endpoints,
-                                 progress=lambda n, r: scaled(r), batch_size=other)
-    results["streams"]["other_batch_size"] = {"batch_size": other, **{
+                                 progress=lambda n, r: scaled(r), batch_size=1, workers=1)
+    results["streams"]["baseline"] = {"flags": BASELINE, **{
         k: alt[k] for k in ("runs", "max_realtime_streams", "max_realtime_streams_is_lower_bound")}}
-    results["streams"]["default_over_other_batch_size"] = {
+    results["streams"]["default_over_baseline"] = {
         str(a["streams"]): streams.ratio(a["latency_ms"].get("vad_close_to_publish", {}),
                                          b["latency_ms"].get("vad_close_to_publish", {}), ("median", "p95"))
         for a in results["streams"]["runs"] for b in alt["runs"] if a["streams"] == b["streams"]}
@@ -249,10 +255,10 @@ def print_summary(results: dict, out: Path) -> None:
         print(f"  page / listen: median {r.get('median', float('nan')):.3f}, p95 {r.get('p95', float('nan')):.3f}; "
               f"browser CPU (% of one core) idle {max(idle):.1f}, streaming {max(busy):.1f} (worst run)")
     print("real-time streams            published  dropped   median ms   p95 ms   keeps up")
-    for r in sm["runs"] + [sm["sequential_single_stream"]] + sm.get("other_batch_size", {}).get("runs", []):
+    for r in sm["runs"] + [sm["sequential_single_stream"]] + sm.get("baseline", {}).get("runs", []):
         lat = r["latency_ms"].get("vad_close_to_publish", {})
         name = (f"{r['streams']}{'' if r['concurrent_branches'] else ' (sequential)'}"
-                f" (batch {r.get('batch_size')})")
+                f" ({r.get('workers', 1)}×, batch {r.get('batch_size')})")
         print(f"  {name:26s} {r['utterances']['published']:5d}/{r['utterances']['utterances']:<4d} "
               f"{r['utterances']['dropped']:6d} {lat.get('median', float('nan')):11.1f} {lat.get('p95', float('nan')):8.1f}"
               f"   {'yes' if r['keeps_up'] else 'no'}")
@@ -260,12 +266,12 @@ def print_summary(results: dict, out: Path) -> None:
         off = sm["partials_off"]
         print(f"  partials off: max real-time streams {'≥ ' if off['max_realtime_streams_is_lower_bound'] else ''}"
               f"{off['max_realtime_streams']}")
-    if "other_batch_size" in sm:
-        alt = sm["other_batch_size"]
-        print(f"  batch size {alt['batch_size']}: max real-time streams "
+    if "baseline" in sm:
+        alt = sm["baseline"]
+        print(f"  baseline ({alt['flags']}): max real-time streams "
               f"{'≥ ' if alt['max_realtime_streams_is_lower_bound'] else ''}{alt['max_realtime_streams']}; default / "
-              f"batch {alt['batch_size']}, p95: " + ", ".join(
-                  f"{n} streams {r.get('p95', float('nan')):.3f}" for n, r in sm["default_over_other_batch_size"].items()))
+              "baseline, p95: " + ", ".join(
+                  f"{n} streams {r.get('p95', float('nan')):.3f}" for n, r in sm["default_over_baseline"].items()))
     bound = "≥ " if sm["max_realtime_streams_is_lower_bound"] else ""
     print(f"  max real-time streams: {bound}{sm['max_realtime_streams']} ({sm['keep_up_rule']}); single stream "
           f"concurrent / sequential: median {sm['single_stream_concurrent_over_sequential']['median']:.3f}, "

@@ -178,6 +178,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         name, failures = "bench", (BundleError, RuntimeError, OSError)
         kw["sec_backend"] = args.sec_backend
+        if args.concurrency is not None:
+            if args.concurrency < 1:
+                print(f"emostream bench: --concurrency must be at least 1, got {args.concurrency}", file=sys.stderr)
+                return 2
+            kw["concurrency"] = args.concurrency
         kw["page"] = not args.no_page
     cfg = Config.quick_config(**kw) if args.quick else Config(**kw)
     if args.max_streams is not None:

@@ -110,9 +110,9 @@ def open_source(spec: InputSpec, opts: ListenOptions):
                             retry=opts.retry_device)
 
 
-def load_recognizer(args, parallel: int = 1):
-    """The models named by the model flags (cli.parser._model_flags), loaded and warmed up;
-    ``parallel``: recognitions at once (the worker's --concurrency), sharing the ASR weights."""
+def load_recognizer(args):
+    """The models named by the model flags (cli.parser._model_flags), loaded and warmed up, with an
+    ASR replica per --concurrency (shared weights)."""
     from emostream.engine.asr import ASRConfig
     from emostream.engine.bundle import BundleError
     from emostream.engine.recognizer import Recognizer
@@ -120,7 +120,7 @@ def load_recognizer(args, parallel: int = 1):
     try:
         recognizer = Recognizer(args.model, ASRConfig(model=args.asr_model, device=args.compute,
                                                       cpu_threads=args.threads, context=args.asr_context,
-                                                      parallel=parallel),
+                                                      parallel=args.concurrency),
                                 torch_threads=max(1, args.threads // 2), sec_backend=args.sec_backend,
                                 fusion=args.fusion)
     except (BundleError, FileNotFoundError) as exc:

@@ -149,7 +149,7 @@ def _serve_parser(sub) -> None:
                    help="pause that ends an utterance (default %(default)s ms)")
     p.add_argument("--max-pending", type=int, default=_pipeline_defaults().max_pending,
                    help="utterances waiting for the models before the oldest is dropped (default %(default)s)")
-    _batch_flag(p)
+    _recognition_flags(p)
     p.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")
     _model_flags(p.add_argument_group("models"))
     p.set_defaults(func=commands.cmd_serve)
@@ -161,7 +161,15 @@ def _pipeline_defaults():
     return PipelineConfig()
 
 
-def _batch_flag(p) -> None:
+def _recognition_flags(p) -> None:
+    """How this process's workers take and recognize utterances (listen, serve, worker)."""
+    from emostream.streaming.pipeline import default_concurrency
+
+    p.add_argument("--concurrency", type=int, default=default_concurrency(), metavar="N",
+                   help="utterances recognized at once by this process, sharing one copy of the models (the ASR "
+                        "decodes them side by side on shared weights, --threads each); a stream's finals still "
+                        "leave in order (default %(default)s: 2 where there are 2 cores or more, measured in "
+                        "docs/benchmarks.md)")
     p.add_argument("--batch-size", type=int, default=_pipeline_defaults().batch_size, metavar="N",
                    help="when finals pile up (N/2 waiting on a CPU, any with CUDA ASR), recognize up to N ready "
                         "utterances of any streams together, finals first; otherwise one at a time, so a lone one "
@@ -231,7 +239,7 @@ def _listen_parser(sub) -> None:
     g = p.add_argument_group("pipeline")
     g.add_argument("--max-pending", type=int, default=_pipeline_defaults().max_pending,
                    help="utterances waiting for the models before the oldest is dropped (default %(default)s)")
-    _batch_flag(g)
+    _recognition_flags(g)
     g.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")
     g = p.add_argument_group("models")
     _model_flags(g)
@@ -257,10 +265,7 @@ def _cluster_parsers(sub) -> None:
                "  emostream worker & emostream worker &\n  emostream gateway --listen 127.0.0.1:8765 &\n"
                "  emostream bridge        # results on ZeroMQ tcp://127.0.0.1:5556 as from `listen`")
     p.add_argument("--name", default=None, help="worker id in results and status (default worker-HOST-PID)")
-    p.add_argument("--concurrency", type=int, default=1, metavar="N",
-                   help="utterances recognized at once by this process, sharing one copy of the models (the ASR "
-                        "decodes them side by side on shared weights; default 1)")
-    _batch_flag(p)
+    _recognition_flags(p)
     p.add_argument("--no-partials", action="store_true", help="take only finals, never partial snapshots")
     p.add_argument("--status-interval", type=float, default=2.0, help="seconds between status heartbeats")
     _nats_flags(p)
@@ -392,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer utterances, repetitions and streams")
     p.add_argument("--out", default="runs/bench", help="directory for results.json and the PNGs (default %(default)s)")
     p.add_argument("--threads", type=int, default=_threads(), help="CPU threads (ASR all, SEC/text half, as listen)")
+    p.add_argument("--concurrency", type=int, default=None, metavar="N",
+                   help="recognitions at once in the pipeline sections, as listen --concurrency (default: listen's)")
     p.add_argument("--sec-backend", default="auto", choices=BACKENDS, help="SEC backend for the pipeline sections")
     p.add_argument("--max-streams", type=int, default=None,
                    help="stop the stream scaling here (default 4 with --quick, else 32)")

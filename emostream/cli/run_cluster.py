@@ -78,7 +78,7 @@ def run_worker(args: argparse.Namespace) -> int:
         return 2
     try:
         try:
-            recognizer = load_recognizer(args, parallel=args.concurrency)
+            recognizer = load_recognizer(args)
         except (RuntimeError, OSError, ValueError) as exc:
             say("worker", f"cannot load the models: {exc}")
             return 2

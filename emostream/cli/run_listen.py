@@ -55,9 +55,12 @@ def run_listen(args: argparse.Namespace) -> int:
                                       max_utterance_s=args.max_utterance_s, turn_gap_ms=args.turn_gap_ms,
                                       partial_interval_s=args.partial_interval,
                                       speculate_silence_ms=args.speculate_silence_ms),
-            max_pending=args.max_pending, batch_size=args.batch_size, status_interval_s=args.status_interval)
+            max_pending=args.max_pending, batch_size=args.batch_size, status_interval_s=args.status_interval,
+            workers=max(1, args.concurrency))
         if args.threads < 1:
             raise UsageError(f"--threads must be at least 1, got {args.threads}")
+        if args.concurrency < 1:
+            raise UsageError(f"--concurrency must be at least 1, got {args.concurrency}")
         if args.duration is not None and args.duration <= 0:
             raise UsageError(f"--duration must be positive, got {args.duration}")
     except (UsageError, ValueError) as exc:

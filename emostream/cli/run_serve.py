@@ -59,9 +59,11 @@ def run_serve(args: argparse.Namespace) -> int:
             segmenter=SegmenterConfig(partial_interval_s=args.partial_interval, end_silence_ms=args.end_silence_ms,
                                       speculate_silence_ms=args.speculate_silence_ms),
             max_pending=args.max_pending, batch_size=args.batch_size, status_interval_s=args.status_interval,
-            role="serve")
+            role="serve", workers=max(1, args.concurrency))
         if args.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        if args.concurrency < 1:
+            raise ValueError(f"--concurrency must be at least 1, got {args.concurrency}")
     except (ValueError, OSError) as exc:
         say("serve", str(exc))
         return 2

@@ -1,7 +1,8 @@
 """The live pipeline: sources -> segmenters -> bounded queue -> Recognizer.recognize -> sinks.
 
 Threads: one per source (read, segment, enqueue), ``workers`` model workers (default one), each
-with a helper thread for the SEC branch, and a heartbeat thread. Once ``batch_from`` finals wait,
+with a helper thread for the SEC branch, and a heartbeat thread. With several workers a stream's
+finals still leave in seq order (``final_order.py``). Once ``batch_from`` finals wait,
 a worker takes what is ready, up to ``batch_size`` (finals first, then early work), and recognizes
 it in one ``recognize_batch``; before that, one at a time. Models are loaded once (the
 Recognizer) and shared by every stream. The queue between segmenters and workers holds at most
@@ -21,6 +22,7 @@ NATS by a sink.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -31,6 +33,7 @@ from typing import Any, Protocol
 from emostream.protocol import STATUS_TOPIC, emotion_message, emotion_topic
 from emostream.streaming.audio import AudioError
 from emostream.streaming.early import EarlyJob, EarlyWork
+from emostream.streaming.final_order import FinalOrder
 from emostream.streaming.frames import SpeechEvent, Utterance
 from emostream.streaming.hooks import PipelineHooks
 from emostream.streaming.queues import DropOldestQueue, WorkQueue
@@ -50,11 +53,17 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+def default_concurrency() -> int:
+    """``--concurrency``'s default: two recognitions at once where there are two cores or more,
+    each on its own ASR replica of the shared weights (measured on 2 cores: docs/benchmarks.md §5)."""
+    return min(2, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     max_pending: int = 16  # 4 dropped finals of 16 real-time streams in bursts (docs/benchmarks.md)
-    workers: int = 1
+    workers: int = 1  # the CLI's --concurrency (default_concurrency); the ASR wants as many replicas
     # a worker recognizes up to this many ready utterances together (finals first)
     batch_size: int = 8
     # ... once this many finals wait; fewer are taken one at a time. None: batch_size // 2 on a CPU,
@@ -111,6 +120,8 @@ class Pipeline:
         self.sources_lock = threading.Lock()
         self.emit_lock = threading.RLock()  # sinks see messages in one order; a final and its partials' end move together
         self.early = EarlyWork(self)
+        # several workers in this process: a stream's finals still leave in seq order
+        self.order = FinalOrder(enabled=recognizer is not None and self.config.workers > 1)
         self._source_threads: dict[str, threading.Thread] = {}
         self._running = False
         self._stop = threading.Event()
@@ -217,6 +228,7 @@ class Pipeline:
 
     # --- sources --------------------------------------------------------------------------------
     def _dropped_later(self, utterance: Utterance, reason: str) -> None:
+        self.order.closed(utterance)
         self.stats.bump(utterance.stream_id, "dropped")
         self.hooks.gone(utterance, "dropped", reason)
 
@@ -227,6 +239,7 @@ class Pipeline:
     def _enqueue(self, utterance: Utterance, live: bool = True) -> None:
         sid = utterance.stream_id
         self.stats.bump(sid, "utterances")
+        self.order.opened(utterance)
         self.early.close_seq(utterance)
         try:
             if self.early.adopt(utterance):
@@ -238,6 +251,7 @@ class Pipeline:
             return
         evicted = self.queue.put(utterance)
         if evicted is not None:
+            self.order.closed(evicted)
             self.stats.bump(evicted.stream_id, "dropped")
             log.warning("falling behind: dropped utterance %s#%d (%.1f s) to keep latency bounded",
                         evicted.stream_id, evicted.seq, evicted.duration_s)
@@ -365,6 +379,7 @@ class Pipeline:
                 if last_try:
                     self.hooks.gone(utterance, "failed", f"{type(outcome).__name__}: {outcome}")
         finally:
+            self.order.closed(utterance)
             self.queue.task_done(utterance, result)
 
     def _run_heartbeat(self) -> None:
@@ -375,6 +390,10 @@ class Pipeline:
     # --- publishing -----------------------------------------------------------------------------
     def publish_final(self, utterance: Utterance, done, speculated: bool = False) -> dict[str, Any]:
         """``done``: the engine's Recognition of the utterance. Returns the published message."""
+        with self.order.turn(utterance):
+            return self._publish_final(utterance, done, speculated)
+
+    def _publish_final(self, utterance: Utterance, done, speculated: bool) -> dict[str, Any]:
         timings = {"queue_wait": (done.started - utterance.closed_perf) * 1e3, **done.timings_ms}
         if speculated:
             timings["head_start"] = (utterance.closed_perf - done.started) * 1e3

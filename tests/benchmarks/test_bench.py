@@ -50,8 +50,10 @@ def test_tiny_bench_writes_every_section(tiny_results):
     assert streams["runs"][0]["partials"] is True
     assert streams["partials_off"]["runs"][0]["partials"] is False
     assert streams["partials_off"]["runs"][0]["utterances"]["partials"] == 0
-    assert streams["runs"][0]["batch_size"] == 8 and streams["other_batch_size"]["runs"][0]["batch_size"] == 1
-    assert "1" in streams["default_over_other_batch_size"]
+    assert streams["runs"][0]["batch_size"] == 8 and streams["baseline"]["runs"][0]["batch_size"] == 1
+    assert streams["runs"][0]["workers"] == saved["config"]["concurrency"]
+    assert streams["baseline"]["runs"][0]["workers"] == 1
+    assert "1" in streams["default_over_baseline"]
     batching = saved["batching"]
     assert set(batching["stages"]) == {"1", "2"}
     for row in batching["stages"].values():

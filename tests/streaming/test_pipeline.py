@@ -121,6 +121,50 @@ def test_streams_recognized_in_batches_get_what_each_gets_alone(recognizer, dial
         validate(m)
 
 
+def test_two_workers_publish_each_streams_finals_in_order(recognizer, dialogue):
+    """``workers=2`` (``--concurrency 2``): two utterances of one stream are recognized at once and
+    the later (shorter) one may finish first; it waits, so every stream's finals leave in seq order."""
+    sink = Collect()
+    sources = [FileSource(dialogue.path, f"s{i}", realtime=False) for i in range(2)]
+    pipeline = Pipeline(recognizer, sources, [sink], PipelineConfig(max_pending=12, workers=2, batch_size=1))
+    run_in_thread(pipeline, 300)
+    finals = [m for _, m in sink.messages if m["type"] == "emotion"]
+    for sid in ("s0", "s1"):
+        assert [m["seq"] for m in finals if m["stream_id"] == sid] == [1, 2, 3, 4]
+    assert pipeline.order.enabled and not pipeline.order._open  # nothing left waiting
+
+
+def test_final_order_holds_a_later_final_until_the_earlier_one_is_done(speech, caplog):
+    from emostream.streaming.final_order import FinalOrder
+    from emostream.streaming.frames import Utterance
+
+    def utt(seq: int) -> Utterance:
+        return Utterance(stream_id="s", seq=seq, start_s=seq, end_s=seq + 1.0, samples=speech["happy"],
+                         closed_wall=time.time(), closed_perf=time.perf_counter())
+
+    order, published = FinalOrder(enabled=True), []
+    first, second = utt(1), utt(2)
+    order.opened(first)
+    order.opened(second)
+
+    def publish(u: Utterance) -> None:
+        with order.turn(u):
+            published.append(u.seq)
+
+    later = threading.Thread(target=publish, args=(second,))
+    later.start()
+    later.join(0.3)
+    assert later.is_alive() and published == []  # #2 finished first and waits for #1
+    publish(first)
+    later.join(5)
+    assert published == [1, 2] and order.waited == 1 and not order._open
+    stuck = FinalOrder(enabled=True, max_wait_s=0.1)  # a lost bookkeeping step costs order, never the result
+    stuck.opened(first)
+    with stuck.turn(second):
+        pass
+    assert "published before an earlier final" in caplog.text
+
+
 def test_falling_behind_drops_the_oldest_and_reports_it(recognizer, dialogue):
     """A live input that delivers faster than the models go (here: the file read at full speed but
     marked live, like a device catching up after a stall) must drop, not queue without bound."""
