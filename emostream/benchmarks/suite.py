@@ -24,7 +24,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from emostream.streaming.pipeline import default_concurrency
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ class BenchConfig:
     out: Path = Path("runs/bench")
     quick: bool = False
     threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
-    concurrency: int = field(default_factory=default_concurrency)  # as listen --concurrency
+    concurrency: int = 1  # as listen --concurrency (its default)
     backends: tuple[str, ...] = ("torch", "onnxruntime", "onnxruntime-cuda", "tensorrt")
     sec_backend: str = "auto"  # what the pipeline sections use, as listen would
     utterances: int = 12

@@ -163,13 +163,11 @@ def _pipeline_defaults():
 
 def _recognition_flags(p) -> None:
     """How this process's workers take and recognize utterances (listen, serve, worker)."""
-    from emostream.streaming.pipeline import default_concurrency
-
-    p.add_argument("--concurrency", type=int, default=default_concurrency(), metavar="N",
+    p.add_argument("--concurrency", type=int, default=_pipeline_defaults().workers, metavar="N",
                    help="utterances recognized at once by this process, sharing one copy of the models (the ASR "
                         "decodes them side by side on shared weights, --threads each); a stream's finals still "
-                        "leave in order (default %(default)s: 2 where there are 2 cores or more, measured in "
-                        "docs/benchmarks.md)")
+                        "leave in order. On 2 cores 2 kept up with more streams (24) but was slower below that "
+                        "(docs/benchmarks.md) (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=_pipeline_defaults().batch_size, metavar="N",
                    help="when finals pile up (N/2 waiting on a CPU, any with CUDA ASR), recognize up to N ready "
                         "utterances of any streams together, finals first; otherwise one at a time, so a lone one "

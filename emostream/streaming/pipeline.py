@@ -22,7 +22,6 @@ NATS by a sink.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -53,17 +52,13 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def default_concurrency() -> int:
-    """``--concurrency``'s default: two recognitions at once where there are two cores or more,
-    each on its own ASR replica of the shared weights (measured on 2 cores: docs/benchmarks.md §5)."""
-    return min(2, os.cpu_count() or 1)
-
-
 @dataclass(frozen=True)
 class PipelineConfig:
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     max_pending: int = 16  # 4 dropped finals of 16 real-time streams in bursts (docs/benchmarks.md)
-    workers: int = 1  # the CLI's --concurrency (default_concurrency); the ASR wants as many replicas
+    # the CLI's --concurrency; the ASR wants as many replicas. One: on 2 cores two at once kept up
+    # with more streams but cost latency below saturation (docs/benchmarks.md §5)
+    workers: int = 1
     # a worker recognizes up to this many ready utterances together (finals first)
     batch_size: int = 8
     # ... once this many finals wait; fewer are taken one at a time. None: batch_size // 2 on a CPU,
