@@ -76,6 +76,7 @@ def run_streams(recognizer, n_streams: int, sentences: int, endpoint: str, concu
     return {"streams": n_streams, "concurrent_branches": concurrent, "partials": partials,
             "batch_size": pipeline.batch_size, "max_pending": config.max_pending, "workers": workers,
             "finals_batch_mean": round(sum(batches) / max(1, len(batches)), 2),
+            "finals_held_for_order": pipeline.order.waited,  # several workers: waited for an earlier final
             "audio_s": round(audio_s, 1),
             "wall_s": round(wall, 1), "utterances": totals, "keeps_up": keeps_up,
             "utterance_s": summarize([m["utterance"]["duration_s"] * 1e3 for m in emotions]),
