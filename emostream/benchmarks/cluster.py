@@ -350,8 +350,12 @@ def plot(results: dict, path: Path) -> None:
             xs = [r["streams"] for r in d["runs"]]
             ax.plot(xs, [r["vad_close_to_client_ms"].get("p95", np.nan) for r in d["runs"]], "o-",
                     label=label.replace("_", " "))
+            for r in d["runs"]:
+                if not r["keeps_up"]:
+                    ax.plot(r["streams"], r["vad_close_to_client_ms"].get("p95", np.nan), "x", color="crimson",
+                            markersize=10)
     ax.set(xscale="log", xlabel="real-time streams", ylabel="p95 VAD close → client (ms)",
-           title="streams through the cluster")
+           title="streams through the cluster (× falls behind)")
     steps = stream_steps(results["config"]["max_streams"])
     ax.set_xticks(steps, [str(n) for n in steps])
     ax.minorticks_off()
@@ -366,6 +370,9 @@ def plot(results: dict, path: Path) -> None:
         ax.axvline(5, color="grey", linestyle=":")
         ax.set(xlabel="minutes", ylabel="RSS (MB)", title=f"soak: {soak['streams']} streams")
         ax.legend(fontsize=7)
+    else:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no soak in this run (--soak-minutes 0)", ha="center", va="center", color="grey")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
