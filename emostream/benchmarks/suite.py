@@ -24,7 +24,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-
 log = logging.getLogger(__name__)
 
 # the streams section's same-run baseline: how one process recognized before batching and concurrency
@@ -36,7 +35,7 @@ class BenchConfig:
     out: Path = Path("runs/bench")
     quick: bool = False
     threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
-    concurrency: int = 1  # as listen --concurrency (its default)
+    concurrency: int = field(default_factory=lambda: _pipeline_defaults().workers)  # as listen --concurrency
     backends: tuple[str, ...] = ("torch", "onnxruntime", "onnxruntime-cuda", "tensorrt")
     sec_backend: str = "auto"  # what the pipeline sections use, as listen would
     utterances: int = 12
@@ -53,6 +52,12 @@ class BenchConfig:
     def quick_config(cls, **kw) -> BenchConfig:
         return cls(quick=True, utterances=6, ravdess_clips=4, warmup=1, repeats=3, max_streams=4,
                    stream_sentences=4, live_repeats=1, batch_sizes=(1, 4, 8), **kw)
+
+
+def _pipeline_defaults():
+    from emostream.streaming.pipeline import PipelineConfig
+
+    return PipelineConfig()
 
 
 def _endpoints():

@@ -56,8 +56,8 @@ class Sink(Protocol):
 class PipelineConfig:
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     max_pending: int = 16  # 4 dropped finals of 16 real-time streams in bursts (docs/benchmarks.md)
-    # the CLI's --concurrency; the ASR wants as many replicas. One: on 2 cores two at once kept up
-    # with more streams but cost latency below saturation (docs/benchmarks.md §5)
+    # the CLI's --concurrency; the ASR wants as many replicas. One: on 2 cores two at once held 24
+    # streams where one did not, but a lone stream was slower (docs/benchmarks.md §5b)
     workers: int = 1
     # a worker recognizes up to this many ready utterances together (finals first)
     batch_size: int = 8
