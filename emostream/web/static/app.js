@@ -147,10 +147,21 @@ async function startMicrophone() {
   // unless asked for (echo cancellation helps with loudspeakers and no headset).
   const constraints = { audio: { echoCancellation: $('echo').checked, noiseSuppression: $('noise').checked,
     autoGainControl: $('gain').checked, channelCount: 1 } };
+  // The audio graph's slow part (loading the worklet) comes before the microphone opens: a
+  // microphone delivers from the moment it is granted, and what it hears meanwhile would be lost.
+  const context = new AudioContext();
+  try {
+    if (context.audioWorklet) await context.audioWorklet.addModule('/mic-worklet.js');
+  } catch (err) {
+    await context.close();
+    showError(`cannot start audio capture: ${err}`);
+    return;
+  }
   let stream;
   try {
     stream = await navigator.mediaDevices.getUserMedia(constraints);
   } catch (err) {
+    await context.close();
     const name = err && err.name;
     if (name === 'NotAllowedError' || name === 'SecurityError') {
       showError('microphone access was denied: allow it for this page (and use https:// or localhost)');
@@ -172,14 +183,12 @@ async function startMicrophone() {
   // Start are not lost to the handshake (MAX_EARLY at most; more are dropped oldest first, counted).
   early = [];
   session.earlyDropped = 0;
-  const context = new AudioContext();
   const source = context.createMediaStreamSource(stream);
   const sink = context.createGain();
   sink.gain.value = 0; // pulls the graph without playing the microphone back
   sink.connect(context.destination);
   let node;
   if (context.audioWorklet) {
-    await context.audioWorklet.addModule('/mic-worklet.js');
     node = new AudioWorkletNode(context, 'mic-16k');
     node.port.onmessage = (event) => sendFrame(new Int16Array(event.data));
   } else { // ScriptProcessor: older browsers
