@@ -23,7 +23,9 @@ from emostream.benchmarks.utterances import BenchUtterance
 from emostream.streaming.sources.base import AudioSource
 
 RATE = 16000
-LEAD_S, PAUSE_S = 0.5, 1.5
+# 2 s of silence lead: on a cold machine Chromium's fake microphone (the page section) was seen to
+# play 1.6 s of its file before the page got the stream; speech must not start inside that
+LEAD_S, PAUSE_S = 2.0, 1.5
 
 
 class PacedAudio(AudioSource):

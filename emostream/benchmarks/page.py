@@ -120,7 +120,7 @@ def _log_envelope(rms: np.ndarray) -> np.ndarray:
     return np.log10(np.maximum(rms, 1e-5))
 
 
-def frame_lag(audio: np.ndarray, sent_rms: np.ndarray, max_lag_frames: int = 100) -> int:
+def frame_lag(audio: np.ndarray, sent_rms: np.ndarray, max_lag_frames: int = 200) -> int:
     """How many 20 ms frames of the WAV the page never sent (it connected late): the lag that best
     lines up the two loudness envelopes."""
     n_wav = len(audio) // FRAME

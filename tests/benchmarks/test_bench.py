@@ -99,7 +99,9 @@ def test_page_section_times_the_page_against_listen(tiny_results):
     assert timed["page"]["n"] >= 2 and timed["listen"]["n"] >= 2, timed
     assert 0 < timed["page"]["median"] < 5000 and page["page_over_listen"]["median"] > 0
     run = page["runs"][0]
-    assert run["finals"] >= 2 and 0 <= run["lost_lead_ms"] < 1000
+    from emostream.benchmarks.live import LEAD_S
+
+    assert run["finals"] >= 2 and 0 <= run["lost_lead_ms"] < LEAD_S * 1000  # no speech lost at the start
     assert run["granted"]["autoGainControl"] is False and run["granted"]["echoCancellation"] is False
     cpu = run["browser_cpu"]
     assert cpu["streaming"]["percent_of_one_core"] > 0 and cpu["idle"]["percent_of_one_core"] >= 0
